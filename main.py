@@ -1,0 +1,377 @@
+"""The Book API: an async web API for a table of books, written to be read top to bottom.
+
+What an ORM is, and why we use one
+----------------------------------
+A database stores rows in tables and speaks SQL. An ORM (object-relational mapper) lets Python code work with
+those rows as ordinary objects: you describe a table once as a class (`BookModel` below), then
+`session.add(book)` becomes an INSERT and `await session.get(BookModel, 1)` a SELECT. SQLAlchemy writes the SQL
+for you (start the app with SQL_ECHO=1 to watch it), keeps it the same on SQLite and PostgreSQL, and hands back
+objects instead of tuples. FastAPI turns the functions at the bottom into HTTP routes with documentation at /docs.
+
+The lesson, in order: configuration, engine and session, the model, the schemas, the routes.
+Run it with `uvicorn main:app` (or `python main.py`) and open http://127.0.0.1:8000/docs.
+"""
+
+import datetime
+import os
+import re
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any, Literal
+
+import stdnum.isbn
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.security import APIKeyHeader
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic.json_schema import SkipJsonSchema
+from sqlalchemy import BigInteger, Integer, String, delete, event, func, or_, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
+from sqlalchemy.orm.exc import StaleDataError
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from stdnum.exceptions import ValidationError as InvalidISBN
+
+# --- Configuration: everything that differs between machines comes from the environment ---------------------------
+
+DATABASE_URL = os.getenv("DATABASE_URL", "sqlite+aiosqlite:///./books.db")
+SQL_ECHO = os.getenv("SQL_ECHO", "0").lower() in {"1", "true", "yes"}
+API_KEY = os.getenv("API_KEY") or None  # when set, writes need the header X-API-Key with this value
+MAX_BODY_BYTES = 1024 * 1024  # larger request bodies get 413 before anyone parses them
+MAX_ID = 2**63 - 1  # the largest 64-bit integer: what SQLite and PostgreSQL's BIGINT can store
+
+
+# --- Engine and session: the engine owns a pool of connections, a session is one unit of work ----------------------
+
+
+def create_engine_for(url: str) -> AsyncEngine:
+    """An async engine for `url`; SQLite connections also get the settings in `configure_sqlite`."""
+    engine = create_async_engine(url, echo=SQL_ECHO)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine.sync_engine, "connect", configure_sqlite)
+    return engine
+
+
+def configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
+    """Run on every new SQLite connection: these settings last only as long as the connection."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers and the writer no longer block each other
+    cursor.execute("PRAGMA busy_timeout=10000")  # a writer waits up to 10 s for its turn instead of failing
+    cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys unless asked
+    cursor.close()
+
+
+engine = create_engine_for(DATABASE_URL)
+# expire_on_commit=False: objects keep their values after commit, so reading them needs no new (async) query.
+SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def get_session() -> AsyncIterator[AsyncSession]:
+    """One session per request, closed (and any unfinished transaction rolled back) when the request ends."""
+    async with SessionLocal() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+
+
+# --- The model: one Python class, one table ------------------------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class BookModel(Base):
+    __tablename__ = "books"
+
+    # BIGINT for 64-bit ids everywhere; SQLite only auto-numbers a column declared exactly INTEGER.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    author: Mapped[str] = mapped_column(String(100))
+    year: Mapped[int] = mapped_column(index=True)
+    isbn: Mapped[str | None] = mapped_column(String(13), unique=True)
+    # Case-folded copies for case-insensitive search and sort. SQLite's lower() only knows A-Z, so Python
+    # folds the case once on write, and "Émile" matches "ÉMILE" the same way on SQLite and PostgreSQL.
+    title_folded: Mapped[str] = mapped_column(String(200), index=True)
+    author_folded: Mapped[str] = mapped_column(String(100), index=True)
+
+    @validates("title", "author")
+    def fold_case(self, field: str, value: str) -> str:
+        setattr(self, f"{field}_folded", value.casefold())
+        return value
+
+
+# --- Schemas: what clients may send, and what they get back. Pydantic checks every rule before a route runs --------
+
+
+def one_line(value: str) -> str:
+    if re.search(r"[\x00-\x1f\x7f-\x9f]", value):
+        raise ValueError("must be one line of text, without control characters such as NUL or newline")
+    return value
+
+
+def to_isbn13(value: str) -> str:
+    """Accept ISBN-10 or ISBN-13, with hyphens or spaces; keep the 13 digits, so each book has one spelling."""
+    try:
+        return stdnum.isbn.to_isbn13(stdnum.isbn.validate(value))
+    except InvalidISBN as error:
+        raise ValueError(f"not a valid ISBN-10 or ISBN-13: {error}") from None
+
+
+OneLine = AfterValidator(one_line)
+Stripped = StringConstraints(strip_whitespace=True, min_length=1)  # surrounding spaces go, then 1 character at least
+Title = Annotated[str, Stripped, Field(max_length=200), OneLine]
+Author = Annotated[str, Stripped, Field(max_length=100), OneLine]
+SearchText = Annotated[str, Field(max_length=200), OneLine]
+# Years are whole numbers in Python's datetime range, 1..9999: four digits at most, no year 0.
+# strict: in a JSON body, "1937", 1937.0 and true are not years.
+Year = Annotated[int, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR)]
+StrictYear = Annotated[Year, Field(strict=True)]
+Isbn = Annotated[str, Field(examples=["978-0-14-143951-8"]), AfterValidator(to_isbn13)]
+
+EXAMPLE_BOOK = {"title": "Pride and Prejudice", "author": "Jane Austen", "year": 1813, "isbn": "978-0-14-143951-8"}
+
+
+class BookIn(BaseModel):
+    """The body of POST and PUT: every field of a book but its id, which the database assigns."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_BOOK]})
+
+    title: Title
+    author: Author
+    year: StrictYear
+    isbn: Isbn | None = None
+
+
+class BookPatch(BaseModel):
+    """The body of PATCH: any subset of the fields; only those sent change."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 1813}]})
+
+    # SkipJsonSchema[None]: "may be left out", without telling /docs that null is allowed.
+    title: Title | SkipJsonSchema[None] = None
+    author: Author | SkipJsonSchema[None] = None
+    year: StrictYear | SkipJsonSchema[None] = None
+    isbn: Isbn | None = None  # null clears the isbn
+
+    @field_validator("title", "author", "year")
+    @classmethod
+    def reject_null(cls, value: object) -> object:
+        if value is None:  # runs only for values sent, so a left-out field stays allowed
+            raise ValueError("may be left out, but cannot be null")
+        return value
+
+
+class BookOut(BaseModel):
+    """A book as the API returns it, read straight from a BookModel's attributes."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{"id": 1, **EXAMPLE_BOOK}]})
+
+    id: int
+    title: str
+    author: str
+    year: int
+    isbn: str | None
+
+
+# Title and author sort by their case-folded copies, so "apple" comes before "Zebra".
+SORT_COLUMNS = {
+    "id": BookModel.id,
+    "title": BookModel.title_folded,
+    "author": BookModel.author_folded,
+    "year": BookModel.year,
+}
+SortKey = Literal["id", "-id", "title", "-title", "author", "-author", "year", "-year"]
+
+
+class BookQuery(BaseModel):
+    """Query parameters of GET /books: filters, then a sort, then one page of the result."""
+
+    q: SearchText | None = Field(None, description="Case-insensitive text that the title or the author contains")
+    author: SearchText | None = Field(None, description="Case-insensitive exact author")
+    year_from: Year | None = Field(None, description="Earliest year, inclusive")
+    year_to: Year | None = Field(None, description="Latest year, inclusive")
+    sort: SortKey = Field("id", description="Field to sort by; a leading '-' sorts in descending order")
+    limit: int = Field(20, ge=1, le=100, description="Books per page")
+    offset: int = Field(0, ge=0, le=MAX_ID, description="Books to skip before the page starts")
+
+
+# --- Routes: the HTTP interface ------------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """At start-up create missing tables (never at import); at shutdown close the pooled connections."""
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+    yield
+    await engine.dispose()
+
+
+app = FastAPI(title="Book API", version="1.0.0", lifespan=lifespan)
+app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
+
+
+@app.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and what is wrong. Unlike FastAPI's default it does not echo the input back, which may not be
+    expressible in JSON (a lone surrogate, 1e400)."""
+    detail = [
+        {"type": error["type"], "loc": [safe_text(part) for part in error["loc"]], "msg": error["msg"]}
+        for error in exc.errors()
+    ]
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
+
+
+def safe_text(part: int | str) -> int | str:
+    return part if isinstance(part, int) else part.encode("utf-8", "replace").decode()
+
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="Needed for writes when the server is started with API_KEY set."
+)
+
+
+async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) -> None:
+    """Writes need the X-API-Key header when API_KEY is set; reads never do."""
+    if API_KEY is None:
+        return
+    # compare_digest takes as long for a near miss as for a wild guess, so timing reveals nothing about the key.
+    if key is None or not secrets.compare_digest(key.encode(), API_KEY.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="Missing or wrong X-API-Key header: send the API key this server was started with",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+
+
+WriteAccess = Depends(require_api_key)
+BookId = Annotated[int, Path(ge=1, le=MAX_ID, description="The book's id, as assigned by the database")]
+
+
+def book_not_found(book_id: int) -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Book {book_id} not found")
+
+
+async def get_book_or_404(session: AsyncSession, book_id: int) -> BookModel:
+    book = await session.get(BookModel, book_id)
+    if book is None:
+        raise book_not_found(book_id)
+    return book
+
+
+async def save(session: AsyncSession, book: BookModel) -> BookModel:
+    """Commit the book; what the database refuses becomes a client error."""
+    book_id, isbn = book.id, book.isbn  # read them now: a failed commit expires the object
+    try:
+        await session.commit()
+    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail=f"A book with isbn {isbn} already exists; isbn must be unique"
+        ) from None
+    except StaleDataError:  # another request deleted the book after we read it
+        raise book_not_found(book_id) from None
+    return book
+
+
+async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
+    book = await get_book_or_404(session, book_id)
+    for field, value in changes.items():
+        setattr(book, field, value)
+    return await save(session, book)
+
+
+@app.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/docs")
+
+
+@app.get("/books", response_model=list[BookOut])
+async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, response: Response) -> list[BookModel]:
+    """One page of books, filtered and sorted; the header X-Total-Count gives how many match in all."""
+    filters = []
+    if query.q is not None:
+        q = query.q.casefold()
+        filters.append(
+            or_(
+                BookModel.title_folded.contains(q, autoescape=True),
+                BookModel.author_folded.contains(q, autoescape=True),
+            )
+        )
+    if query.author is not None:
+        filters.append(BookModel.author_folded == query.author.casefold())
+    if query.year_from is not None:
+        filters.append(BookModel.year >= query.year_from)
+    if query.year_to is not None:
+        filters.append(BookModel.year <= query.year_to)
+
+    column = SORT_COLUMNS[query.sort.lstrip("-")]
+    order = column.desc() if query.sort.startswith("-") else column.asc()
+
+    total = await session.scalar(select(func.count()).select_from(BookModel).where(*filters))
+    books = await session.scalars(
+        select(BookModel).where(*filters).order_by(order, BookModel.id).limit(query.limit).offset(query.offset)
+    )
+    response.headers["X-Total-Count"] = str(total)
+    return list(books)
+
+
+@app.get("/books/{book_id}", response_model=BookOut)
+async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
+    """One book by its id."""
+    return await get_book_or_404(session, book_id)
+
+
+@app.post("/books", response_model=BookOut, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
+async def create_book(book_in: BookIn, session: SessionDep, response: Response) -> BookModel:
+    """Add a book; the database assigns its id, and the Location header gives its address."""
+    book = BookModel(**book_in.model_dump())
+    session.add(book)
+    await save(session, book)
+    response.headers["Location"] = f"/books/{book.id}"
+    return book
+
+
+@app.put("/books/{book_id}", response_model=BookOut, dependencies=[WriteAccess])
+async def replace_book(book_id: BookId, book_in: BookIn, session: SessionDep) -> BookModel:
+    """Replace every field of a book; an isbn left out becomes null."""
+    return await update_book(session, book_id, book_in.model_dump())
+
+
+@app.patch("/books/{book_id}", response_model=BookOut, dependencies=[WriteAccess])
+async def patch_book(book_id: BookId, book_patch: BookPatch, session: SessionDep) -> BookModel:
+    """Change only the fields sent; `{}` changes nothing and `"isbn": null` clears the isbn."""
+    return await update_book(session, book_id, book_patch.model_dump(exclude_unset=True))
+
+
+@app.delete(
+    "/books/{book_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[WriteAccess]
+)
+async def delete_book(book_id: BookId, session: SessionDep) -> None:
+    """Delete a book, in one statement that also tells whether it existed."""
+    deleted = await session.scalar(delete(BookModel).where(BookModel.id == book_id).returning(BookModel.id))
+    if deleted is None:
+        raise book_not_found(book_id)
+    await session.commit()
+
+
+@app.get("/health", responses={503: {"description": "The database cannot be reached"}})
+async def health(session: SessionDep) -> JSONResponse:
+    """Whether the API can reach its database, by asking it for `SELECT 1`."""
+    try:
+        await session.scalar(select(1))
+    except (SQLAlchemyError, OSError) as error:
+        return JSONResponse(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            content={"status": "unavailable", "detail": f"The database cannot be reached ({type(error).__name__})"},
+        )
+    return JSONResponse({"status": "ok"})
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=8000)
