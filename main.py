@@ -129,9 +129,8 @@ Title = Annotated[str, Stripped, Field(max_length=200), OneLine]
 Author = Annotated[str, Stripped, Field(max_length=100), OneLine]
 SearchText = Annotated[str, Field(max_length=200), OneLine]
 # Years are whole numbers in Python's datetime range, 1..9999: four digits at most, no year 0.
-# strict: in a JSON body, "1937", 1937.0 and true are not years.
 Year = Annotated[int, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR)]
-StrictYear = Annotated[Year, Field(strict=True)]
+StrictYear = Annotated[Year, Field(strict=True)]  # in a JSON body, "1937", 1937.0 and true are not years
 Isbn = Annotated[str, Field(examples=["978-0-14-143951-8"]), AfterValidator(to_isbn13)]
 
 EXAMPLE_BOOK = {"title": "Pride and Prejudice", "author": "Jane Austen", "year": 1813, "isbn": "978-0-14-143951-8"}
