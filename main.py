@@ -29,7 +29,7 @@ from fastapi.security import APIKeyHeader
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Integer, String, delete, event, func, or_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 from sqlalchemy.orm.exc import StaleDataError
@@ -203,11 +203,23 @@ class BookQuery(BaseModel):
 # --- Routes: the HTTP interface ------------------------------------------------------------------------------------
 
 
+async def create_tables() -> None:
+    """Create the tables that are missing. Server processes that start together (uvicorn --workers 2) race to do
+    it: a loser gets an error from the database, looks again, and finds the tables made."""
+    for last_try in (False, True):
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(Base.metadata.create_all)
+            return
+        except DBAPIError:
+            if last_try:
+                raise
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """At start-up create missing tables (never at import); at shutdown close the pooled connections."""
-    async with engine.begin() as connection:
-        await connection.run_sync(Base.metadata.create_all)
+    await create_tables()
     yield
     await engine.dispose()
 
