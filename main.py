@@ -28,11 +28,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
-from sqlalchemy import BigInteger, Integer, String, delete, event, func, or_, select
+from sqlalchemy import BigInteger, Integer, String, delete, event, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
-from sqlalchemy.orm.exc import StaleDataError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from stdnum.exceptions import ValidationError as InvalidISBN
 
@@ -96,14 +95,15 @@ class BookModel(Base):
     year: Mapped[int] = mapped_column(index=True)
     isbn: Mapped[str | None] = mapped_column(String(13), unique=True)
     # Case-folded copies for case-insensitive search and sort. SQLite's lower() only knows A-Z, so Python
-    # folds the case once on write, and "Émile" matches "ÉMILE" the same way on SQLite and PostgreSQL.
+    # folds the case on write (see `columns`), and "Émile" matches "ÉMILE" the same way on SQLite and PostgreSQL.
     title_folded: Mapped[str] = mapped_column(String(200), index=True)
     author_folded: Mapped[str] = mapped_column(String(100), index=True)
 
-    @validates("title", "author")
-    def fold_case(self, field: str, value: str) -> str:
-        setattr(self, f"{field}_folded", value.casefold())
-        return value
+
+def columns(fields: dict[str, Any]) -> dict[str, Any]:
+    """The column values to write for these fields: the fields themselves, plus the case-folded copies."""
+    folded = {f"{name}_folded": fields[name].casefold() for name in ("title", "author") if name in fields}
+    return fields | folded
 
 
 # --- Schemas: what clients may send, and what they get back. Pydantic checks every rule before a route runs --------
@@ -276,25 +276,26 @@ async def get_book_or_404(session: AsyncSession, book_id: int) -> BookModel:
     return book
 
 
-async def save(session: AsyncSession, book: BookModel) -> BookModel:
-    """Commit the book; what the database refuses becomes a client error."""
-    book_id, isbn = book.id, book.isbn  # read them now: a failed commit expires the object
-    try:
-        await session.commit()
-    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, detail=f"A book with isbn {isbn} already exists; isbn must be unique"
-        ) from None
-    except StaleDataError:  # another request deleted the book after we read it
-        raise book_not_found(book_id) from None
-    return book
+def duplicate_isbn(isbn: str | None) -> HTTPException:
+    return HTTPException(
+        status.HTTP_409_CONFLICT, detail=f"A book with isbn {isbn} already exists; isbn must be unique"
+    )
 
 
 async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
-    book = await get_book_or_404(session, book_id)
-    for field, value in changes.items():
-        setattr(book, field, value)
-    return await save(session, book)
+    """Write the changes in one UPDATE ... RETURNING: nothing is read first, so no other request can slip in between
+    a read and the write, and a book deleted meanwhile simply matches no row."""
+    if not changes:
+        return await get_book_or_404(session, book_id)
+    statement = update(BookModel).where(BookModel.id == book_id).values(columns(changes)).returning(BookModel)
+    try:
+        book = await session.scalar(statement)
+        await session.commit()
+    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
+        raise duplicate_isbn(changes.get("isbn")) from None
+    if book is None:
+        raise book_not_found(book_id)
+    return book
 
 
 @app.get("/", include_in_schema=False)
@@ -341,9 +342,12 @@ async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
 @app.post("/books", response_model=BookOut, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
 async def create_book(book_in: BookIn, session: SessionDep, response: Response) -> BookModel:
     """Add a book; the database assigns its id, and the Location header gives its address."""
-    book = BookModel(**book_in.model_dump())
+    book = BookModel(**columns(book_in.model_dump()))
     session.add(book)
-    await save(session, book)
+    try:
+        await session.commit()
+    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
+        raise duplicate_isbn(book.isbn) from None
     response.headers["Location"] = f"/books/{book.id}"
     return book
 
