@@ -277,6 +277,8 @@ async def get_book_or_404(session: AsyncSession, book_id: int) -> BookModel:
 
 
 def duplicate_isbn(isbn: str | None) -> HTTPException:
+    """409 for a write that the database's unique constraint refused. The constraint, not a look-up first, decides:
+    of two requests racing with one isbn, exactly one wins."""
     return HTTPException(
         status.HTTP_409_CONFLICT, detail=f"A book with isbn {isbn} already exists; isbn must be unique"
     )
@@ -291,7 +293,7 @@ async def update_book(session: AsyncSession, book_id: int, changes: dict[str, An
     try:
         book = await session.scalar(statement)
         await session.commit()
-    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
+    except IntegrityError:
         raise duplicate_isbn(changes.get("isbn")) from None
     if book is None:
         raise book_not_found(book_id)
@@ -346,8 +348,8 @@ async def create_book(book_in: BookIn, session: SessionDep, response: Response) 
     session.add(book)
     try:
         await session.commit()
-    except IntegrityError:  # the unique constraint decides, so two racing requests cannot both win
-        raise duplicate_isbn(book.isbn) from None
+    except IntegrityError:
+        raise duplicate_isbn(book_in.isbn) from None
     response.headers["Location"] = f"/books/{book.id}"
     return book
 
