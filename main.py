@@ -16,20 +16,23 @@ import datetime
 import os
 import re
 import secrets
+import socket
+import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
 
 import stdnum.isbn
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
+from fastapi_offline import FastAPIOffline
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy import BigInteger, Integer, String, delete, event, func, or_, select, update
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InvalidRequestError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -38,8 +41,9 @@ from stdnum.exceptions import ValidationError as InvalidISBN
 # --- Configuration: everything that differs between machines comes from the environment ---------------------------
 
 DATABASE_URL = os.getenv("DATABASE_URL", "sqlite+aiosqlite:///./books.db")
-SQL_ECHO = os.getenv("SQL_ECHO", "0").lower() in {"1", "true", "yes"}
+SQL_ECHO = os.getenv("SQL_ECHO") == "1"  # print every SQL statement the ORM sends
 API_KEY = os.getenv("API_KEY") or None  # when set, writes need the header X-API-Key with this value
+DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen books at start-up
 MAX_BODY_BYTES = 1024 * 1024  # larger request bodies get 413 before anyone parses them
 MAX_ID = 2**63 - 1  # the largest 64-bit integer: what SQLite and PostgreSQL's BIGINT can store
 
@@ -49,7 +53,13 @@ MAX_ID = 2**63 - 1  # the largest 64-bit integer: what SQLite and PostgreSQL's B
 
 def create_engine_for(url: str) -> AsyncEngine:
     """An async engine for `url`; SQLite connections also get the settings in `configure_sqlite`."""
-    engine = create_async_engine(url, echo=SQL_ECHO)
+    try:
+        engine = create_async_engine(url, echo=SQL_ECHO)
+    except (ArgumentError, InvalidRequestError, ImportError) as error:
+        sys.exit(
+            f"DATABASE_URL={url!r} cannot be used ({error}). Use an async URL such as sqlite+aiosqlite:///./books.db,"
+            " or postgresql+asyncpg://user:password@host/db after pip install asyncpg."
+        )
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", configure_sqlite)
     return engine
@@ -200,6 +210,37 @@ class BookQuery(BaseModel):
     offset: int = Field(0, ge=0, le=MAX_ID, description="Books to skip before the page starts")
 
 
+class Problem(BaseModel):
+    type: str
+    loc: list[str | int]
+    msg: str
+
+
+class Problems(BaseModel):
+    """A 422 body: each problem, with where it is (`loc`) and what is wrong (`msg`)."""
+
+    detail: list[Problem]
+
+
+class Message(BaseModel):
+    detail: str
+
+
+def documented(status_code: int, description: str, example: object, model: type[BaseModel] | None = Message) -> Any:
+    """An error response as /docs shows it: when it happens, its schema and an example."""
+    return {
+        status_code: {"model": model, "description": description, "content": {"application/json": {"example": example}}}
+    }
+
+
+TOO_LATE = {"type": "less_than_equal", "loc": ["body", "year"], "msg": "Input should be less than or equal to 9999"}
+INVALID = documented(422, "The request breaks a rule", {"detail": [TOO_LATE]}, Problems)
+NOT_FOUND = documented(404, "No book has this id", {"detail": "Book 42 not found"})
+DUPLICATE = documented(409, "Another book has this isbn", {"detail": "A book with isbn 9780141439518 already exists"})
+NO_KEY = documented(401, "API_KEY is set, and X-API-Key is missing or wrong", {"detail": "Missing or wrong X-API-Key"})
+UNAVAILABLE = {"status": "unavailable", "detail": "The database cannot be reached"}
+
+
 # --- Routes: the HTTP interface ------------------------------------------------------------------------------------
 
 
@@ -211,51 +252,93 @@ async def create_tables() -> None:
             async with engine.begin() as connection:
                 await connection.run_sync(Base.metadata.create_all)
             return
-        except DBAPIError:
+        except (DBAPIError, OSError) as error:
             if last_try:
-                raise
+                raise RuntimeError(
+                    f"Cannot use the database at DATABASE_URL={engine.url} ({getattr(error, 'orig', error)}). "
+                    "Check that it exists, that this user may read and write it (for SQLite: the file and its "
+                    "folder), and that it is a database."
+                ) from None
+
+
+DEMO = [  # title, author, first published, isbn of a current edition
+    ("Pride and Prejudice", "Jane Austen", 1813, "978-0-14-143951-8"),
+    ("Emma", "Jane Austen", 1815, "978-0-14-143958-7"),
+    ("Frankenstein", "Mary Shelley", 1818, "978-0-14-143947-1"),
+    ("Jane Eyre", "Charlotte Brontë", 1847, "978-0-14-144114-6"),
+    ("Moby-Dick", "Herman Melville", 1851, "978-0-14-243724-7"),
+    ("The Great Gatsby", "F. Scott Fitzgerald", 1925, "978-0-7432-7356-5"),
+    ("Brave New World", "Aldous Huxley", 1932, "978-0-06-085052-4"),
+    ("The Hobbit", "J. R. R. Tolkien", 1937, "978-0-547-92822-7"),
+    ("Nineteen Eighty-Four", "George Orwell", 1949, "978-0-451-52493-5"),
+    ("The Catcher in the Rye", "J. D. Salinger", 1951, "978-0-316-76948-8"),
+    ("To Kill a Mockingbird", "Harper Lee", 1960, "978-0-06-112008-4"),
+    ("Dune", "Frank Herbert", 1965, "978-0-441-17271-9"),
+]
+
+
+async def add_demo_books() -> None:
+    """Fill an empty table with the DEMO books, so /docs has something to show; never touch a table with data."""
+    async with SessionLocal() as session:
+        if await session.scalar(select(func.count()).select_from(BookModel)):
+            return
+        for title, author, year, isbn in DEMO:
+            book = BookIn(title=title, author=author, year=year, isbn=isbn)
+            session.add(BookModel(**columns(book.model_dump())))
+        with suppress(IntegrityError):  # another worker process added them a moment ago
+            await session.commit()
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """At start-up create missing tables (never at import); at shutdown close the pooled connections."""
     await create_tables()
+    if DEMO_BOOKS:
+        await add_demo_books()
     yield
     await engine.dispose()
 
 
-app = FastAPI(title="Book API", version="1.0.0", lifespan=lifespan)
+# FastAPIOffline: FastAPI, with /docs and /redoc served from files installed with Python, not from a CDN.
+app = FastAPIOffline(
+    title="Book API",
+    version="1.0.0",
+    description="A small async API for a table of books: add, list, search, change and delete them.\n\n"
+    "To try a route, open it, click **Try it out**, then **Execute**; every error explains itself in `detail`.\n\n"
+    "If the server was started with `API_KEY`, click **Authorize** and paste the key before you write.",
+    openapi_tags=[
+        {"name": "books", "description": "Add, read, list, change and delete books."},
+        {"name": "health", "description": "Whether the API can reach its database."},
+    ],
+    lifespan=lifespan,
+)
 app.add_middleware(RequestBodyLimitMiddleware, max_body_size=MAX_BODY_BYTES)
 
 
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and what is wrong. Unlike FastAPI's default it does not echo the input back, which may not be
-    expressible in JSON (a lone surrogate, 1e400)."""
-    detail = [
+    expressible in JSON (a lone surrogate, 1e400); a key with a lone surrogate in `loc` gets a "?" instead."""
+    problems = [
         {"type": error["type"], "loc": [safe_text(part) for part in error["loc"]], "msg": error["msg"]}
         for error in exc.errors()
     ]
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
+    return JSONResponse({"detail": problems}, status_code=422)
 
 
 def safe_text(part: int | str) -> int | str:
     return part if isinstance(part, int) else part.encode("utf-8", "replace").decode()
 
 
-api_key_header = APIKeyHeader(
-    name="X-API-Key", auto_error=False, description="Needed for writes when the server is started with API_KEY set."
-)
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed for writes if API_KEY is set.")
 
 
 async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) -> None:
     """Writes need the X-API-Key header when API_KEY is set; reads never do."""
-    if API_KEY is None:
-        return
     # compare_digest takes as long for a near miss as for a wild guess, so timing reveals nothing about the key.
-    if key is None or not secrets.compare_digest(key.encode(), API_KEY.encode()):
+    if API_KEY is not None and (key is None or not secrets.compare_digest(key.encode(), API_KEY.encode())):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
+            401,
             detail="Missing or wrong X-API-Key header: send the API key this server was started with",
             headers={"WWW-Authenticate": "APIKey"},
         )
@@ -263,10 +346,17 @@ async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) 
 
 WriteAccess = Depends(require_api_key)
 BookId = Annotated[int, Path(ge=1, le=MAX_ID, description="The book's id, as assigned by the database")]
+router = APIRouter(prefix="/books", tags=["books"], responses=INVALID)  # the book routes, added to the app at the end
 
 
 def book_not_found(book_id: int) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"Book {book_id} not found")
+    return HTTPException(404, detail=f"Book {book_id} not found")
+
+
+def duplicate_isbn(isbn: str | None) -> HTTPException:
+    """409 for a write that the database's unique constraint refused. The constraint, not a look-up first, decides:
+    of two requests racing with one isbn, exactly one wins."""
+    return HTTPException(409, detail=f"A book with isbn {isbn} already exists; isbn must be unique")
 
 
 async def get_book_or_404(session: AsyncSession, book_id: int) -> BookModel:
@@ -274,14 +364,6 @@ async def get_book_or_404(session: AsyncSession, book_id: int) -> BookModel:
     if book is None:
         raise book_not_found(book_id)
     return book
-
-
-def duplicate_isbn(isbn: str | None) -> HTTPException:
-    """409 for a write that the database's unique constraint refused. The constraint, not a look-up first, decides:
-    of two requests racing with one isbn, exactly one wins."""
-    return HTTPException(
-        status.HTTP_409_CONFLICT, detail=f"A book with isbn {isbn} already exists; isbn must be unique"
-    )
 
 
 async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
@@ -305,9 +387,9 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/docs")
 
 
-@app.get("/books", response_model=list[BookOut])
+@router.get("", response_model=list[BookOut])
 async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, response: Response) -> list[BookModel]:
-    """One page of books, filtered and sorted; the header X-Total-Count gives how many match in all."""
+    """One page of books, filtered and sorted; the header X-Total-Count says how many match in all."""
     filters = []
     if query.q is not None:
         q = query.q.casefold()
@@ -328,22 +410,22 @@ async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, 
     order = column.desc() if query.sort.startswith("-") else column.asc()
 
     total = await session.scalar(select(func.count()).select_from(BookModel).where(*filters))
-    books = await session.scalars(
+    page = await session.scalars(
         select(BookModel).where(*filters).order_by(order, BookModel.id).limit(query.limit).offset(query.offset)
     )
     response.headers["X-Total-Count"] = str(total)
-    return list(books)
+    return list(page)
 
 
-@app.get("/books/{book_id}", response_model=BookOut)
+@router.get("/{book_id}", response_model=BookOut, responses=NOT_FOUND)
 async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
-    """One book by its id."""
+    """One book, by its id."""
     return await get_book_or_404(session, book_id)
 
 
-@app.post("/books", response_model=BookOut, status_code=status.HTTP_201_CREATED, dependencies=[WriteAccess])
+@router.post("", response_model=BookOut, status_code=201, dependencies=[WriteAccess], responses=DUPLICATE | NO_KEY)
 async def create_book(book_in: BookIn, session: SessionDep, response: Response) -> BookModel:
-    """Add a book; the database assigns its id, and the Location header gives its address."""
+    """Add a book. The database assigns its id; the Location header gives its address."""
     book = BookModel(**columns(book_in.model_dump()))
     session.add(book)
     try:
@@ -354,20 +436,22 @@ async def create_book(book_in: BookIn, session: SessionDep, response: Response) 
     return book
 
 
-@app.put("/books/{book_id}", response_model=BookOut, dependencies=[WriteAccess])
+@router.put("/{book_id}", response_model=BookOut, dependencies=[WriteAccess], responses=NOT_FOUND | DUPLICATE | NO_KEY)
 async def replace_book(book_id: BookId, book_in: BookIn, session: SessionDep) -> BookModel:
     """Replace every field of a book; an isbn left out becomes null."""
     return await update_book(session, book_id, book_in.model_dump())
 
 
-@app.patch("/books/{book_id}", response_model=BookOut, dependencies=[WriteAccess])
+@router.patch(
+    "/{book_id}", response_model=BookOut, dependencies=[WriteAccess], responses=NOT_FOUND | DUPLICATE | NO_KEY
+)
 async def patch_book(book_id: BookId, book_patch: BookPatch, session: SessionDep) -> BookModel:
-    """Change only the fields sent; `{}` changes nothing and `"isbn": null` clears the isbn."""
+    """Change only the fields sent: `{}` changes nothing, and `"isbn": null` clears the isbn."""
     return await update_book(session, book_id, book_patch.model_dump(exclude_unset=True))
 
 
-@app.delete(
-    "/books/{book_id}", status_code=status.HTTP_204_NO_CONTENT, response_class=Response, dependencies=[WriteAccess]
+@router.delete(
+    "/{book_id}", status_code=204, response_class=Response, dependencies=[WriteAccess], responses=NOT_FOUND | NO_KEY
 )
 async def delete_book(book_id: BookId, session: SessionDep) -> None:
     """Delete a book, in one statement that also tells whether it existed."""
@@ -377,18 +461,21 @@ async def delete_book(book_id: BookId, session: SessionDep) -> None:
     await session.commit()
 
 
-@app.get("/health", responses={503: {"description": "The database cannot be reached"}})
+@app.get("/health", tags=["health"], responses=documented(503, UNAVAILABLE["detail"], UNAVAILABLE, None))
 async def health(session: SessionDep) -> JSONResponse:
-    """Whether the API can reach its database, by asking it for `SELECT 1`."""
+    """Whether the API can reach its database: 200 once it answered `SELECT 1`, else 503."""
     try:
         await session.scalar(select(1))
-    except (SQLAlchemyError, OSError) as error:
-        return JSONResponse(
-            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-            content={"status": "unavailable", "detail": f"The database cannot be reached ({type(error).__name__})"},
-        )
+    except (SQLAlchemyError, OSError):
+        return JSONResponse(UNAVAILABLE, status_code=503)
     return JSONResponse({"status": "ok"})
 
 
+app.include_router(router)
+
 if __name__ == "__main__":
-    uvicorn.run(app, host="127.0.0.1", port=8000)
+    port = int(os.getenv("PORT", "8000"))
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            sys.exit(f"Port {port} is in use, perhaps by this API started before: stop that, or set PORT={port + 1}")
+    uvicorn.run(app, host="127.0.0.1", port=port)

@@ -8,6 +8,8 @@ import asyncio
 import json
 import logging
 import os
+import re
+import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -826,3 +828,110 @@ async def test_root_redirects_to_the_docs(client: AsyncClient) -> None:
     response = await client.get("/")
     assert response.status_code == 307
     assert response.headers["location"] == "/docs"
+
+
+# --- /docs, demo books, and the errors a learner can cause -----------------------------------------------------------
+
+ERROR_RESPONSES = {
+    ("/books", "get"): {"422"},
+    ("/books", "post"): {"401", "409", "422"},
+    ("/books/{book_id}", "get"): {"404", "422"},
+    ("/books/{book_id}", "put"): {"401", "404", "409", "422"},
+    ("/books/{book_id}", "patch"): {"401", "404", "409", "422"},
+    ("/books/{book_id}", "delete"): {"401", "404", "422"},
+    ("/health", "get"): {"503"},
+}
+
+
+async def test_every_operation_is_documented_with_examples_of_its_errors(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    operations = {(path, method): op for path, methods in schema["paths"].items() for method, op in methods.items()}
+    assert set(operations) == set(ERROR_RESPONSES)
+    for key, operation in operations.items():
+        assert operation["summary"] and operation["description"], key
+        assert operation["tags"] == (["health"] if key[0] == "/health" else ["books"])
+        errors = {code for code in operation["responses"] if code >= "400"}
+        assert errors == ERROR_RESPONSES[key], key
+        for code in errors:
+            assert operation["responses"][code]["content"]["application/json"]["example"], (key, code)
+        if "requestBody" in operation:
+            body_schema = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
+            assert schema["components"]["schemas"][body_schema]["examples"], key
+    assert [tag["name"] for tag in schema["tags"]] == ["books", "health"]
+    assert "Try it out" in schema["info"]["description"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_load_every_asset_from_this_server(client: AsyncClient, page: str) -> None:
+    html = (await client.get(page)).text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', html) + re.findall(r"url: '([^']+)'", html)
+    assert assets, html
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+        assert (await client.get(asset)).status_code == 200, asset
+    assert "cdn." not in html
+
+
+async def test_demo_books_fill_an_empty_database(client: AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(main, "DEMO_BOOKS", True)
+    async with main.lifespan(main.app):
+        listed_books = (await client.get("/books", params={"limit": 100})).json()
+    assert len(listed_books) == len(main.DEMO) == 12
+    assert {b["title"] for b in listed_books} == {title for title, *_ in main.DEMO}
+    assert all(b["isbn"] is not None and len(b["isbn"]) == 13 for b in listed_books)
+    assert (await client.get("/books", params={"q": "brontë"})).json()[0]["author"] == "Charlotte Brontë"
+
+
+async def test_demo_books_never_touch_a_database_with_data(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    created = await create(client)
+    monkeypatch.setattr(main, "DEMO_BOOKS", True)
+    async with main.lifespan(main.app):
+        assert await stored_books() == [created]
+
+
+async def test_demo_books_are_off_by_default(client: AsyncClient) -> None:
+    assert main.DEMO_BOOKS is False
+    assert await stored_books() == []
+
+
+@pytest.mark.parametrize(
+    "url", ["not a url", "sqlite:///books.db", "postgresql+psycopg2://u@localhost/db", "nosuchdb+driver://u@h/db"]
+)
+def test_a_bad_database_url_says_what_to_use_instead(url: str) -> None:
+    with pytest.raises(SystemExit, match=r"DATABASE_URL=.* cannot be used .* sqlite\+aiosqlite:///\./books\.db"):
+        main.create_engine_for(url)
+
+
+@pytest.mark.parametrize("problem", ["not a database", "a folder", "a missing folder"])
+async def test_an_unusable_database_file_says_what_to_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
+) -> None:
+    path = {"not a database": tmp_path / "books.db", "a folder": tmp_path, "a missing folder": tmp_path / "no" / "x.db"}
+    path["not a database"].write_bytes(b"these are not the pages of a database " * 200)
+    engine = main.create_engine_for(f"sqlite+aiosqlite:///{path[problem]}")
+    monkeypatch.setattr(main, "engine", engine)
+    with pytest.raises(
+        RuntimeError, match=r"Cannot use the database at DATABASE_URL=\S+ \([^\n]+\)\. Check that it exists"
+    ):
+        async with main.lifespan(main.app):
+            pass
+    await engine.dispose()
+
+
+def test_python_main_py_says_when_the_port_is_taken(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'b.db'}"}
+        result = subprocess.run(
+            [sys.executable, str(Path(__file__).parent / "main.py")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert f"Port {port} is in use" in result.stderr and f"PORT={port + 1}" in result.stderr
