@@ -51,19 +51,22 @@ async def _admin(url: str, statement: str) -> None:
 class Server:
     """`uvicorn main:app` in its own process group, so that stop() and kill() reach every worker."""
 
-    def __init__(self, database_url: str, workers: int = 1, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, database_url: str, workers: int = 1, env: dict[str, str] | None = None, app: str = "main:app"
+    ) -> None:
         self.port = spare_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.workers = workers
+        self.app = app
         self.env = {key: value for key, value in os.environ.items() if key not in {"API_KEY", "SQL_ECHO"}}
         self.env.update(DATABASE_URL=database_url, **(env or {}))
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="bookapi-server-", suffix=".log", delete=False)  # noqa: SIM115
 
     def start(self, timeout: float = 30) -> "Server":
-        command = [sys.executable, "-m", "uvicorn", "main:app", "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--workers", str(self.workers), "--no-access-log"]
+        command = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
+        command += ["--workers", str(self.workers), "--no-access-log", "--app-dir", str(ROOT / "checks")]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
