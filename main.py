@@ -246,14 +246,15 @@ UNAVAILABLE = {"status": "unavailable", "detail": "The database cannot be reache
 
 async def create_tables() -> None:
     """Create the tables that are missing. Server processes that start together (uvicorn --workers 2) race to do
-    it: a loser gets an error from the database, looks again, and finds the tables made."""
-    for last_try in (False, True):
+    it: a loser gets an error, looks again, and finds that table made. It can lose at most once per table."""
+    tries = len(Base.metadata.tables) + 1
+    for attempt in range(1, tries + 1):
         try:
             async with engine.begin() as connection:
                 await connection.run_sync(Base.metadata.create_all)
             return
         except (DBAPIError, OSError) as error:
-            if last_try:
+            if attempt == tries:
                 raise RuntimeError(
                     f"Cannot use the database at DATABASE_URL={engine.url} ({getattr(error, 'orig', error)}). "
                     "Check that it exists, that this user may read and write it (for SQLite: the file and its "
