@@ -6,7 +6,7 @@ from httpx import AsyncClient
 from sqlalchemy import text
 
 import main
-from test_main import client, create, db_url  # noqa: F401 (fixtures: a fresh database and an HTTP client)
+from test_main import create
 
 GOOD = {"rating": 5, "text": "A delight from the first line."}
 
