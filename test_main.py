@@ -52,6 +52,10 @@ async def client(db_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 def drop_every_table(connection: Connection) -> None:
     """Empty the database, including tables that another version of main.py made on the same server."""
+    if connection.dialect.name == "postgresql":  # one statement, much faster than looking up every table
+        connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        connection.exec_driver_sql("CREATE SCHEMA public")
+        return
     tables = MetaData()
     tables.reflect(connection)
     tables.drop_all(connection)
