@@ -65,12 +65,18 @@ def create_engine_for(url: str) -> AsyncEngine:
     return engine
 
 
+SQLITE_PRAGMAS = [
+    "journal_mode=WAL",  # readers and the writer no longer block each other
+    "busy_timeout=10000",  # a writer waits up to 10 s for its turn instead of failing
+    "foreign_keys=ON",  # SQLite ignores foreign keys unless asked
+]
+
+
 def configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
     """Run on every new SQLite connection: these settings last only as long as the connection."""
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")  # readers and the writer no longer block each other
-    cursor.execute("PRAGMA busy_timeout=10000")  # a writer waits up to 10 s for its turn instead of failing
-    cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys unless asked
+    for pragma in SQLITE_PRAGMAS:
+        cursor.execute(f"PRAGMA {pragma}")
     cursor.close()
 
 

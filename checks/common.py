@@ -18,6 +18,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(1, str(ROOT))  # so that a check can import main
 
 
 def spare_port() -> int:
@@ -52,13 +53,19 @@ class Server:
     """`uvicorn main:app` in its own process group, so that stop() and kill() reach every worker."""
 
     def __init__(
-        self, database_url: str, workers: int = 1, env: dict[str, str] | None = None, app: str = "main:app"
+        self,
+        database_url: str,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+        app: str = "main:app",
+        extra_args: list[str] | None = None,
     ) -> None:
         self.port = spare_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database_url = database_url
         self.workers = workers
         self.app = app
+        self.extra_args = extra_args or []
         self.env = {key: value for key, value in os.environ.items() if key not in {"API_KEY", "SQL_ECHO"}}
         self.env.update(DATABASE_URL=database_url, **(env or {}))
         self.process: subprocess.Popen[bytes] | None = None
@@ -66,7 +73,14 @@ class Server:
 
     def start(self, timeout: float = 30) -> "Server":
         command = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1", "--port", str(self.port)]
-        command += ["--workers", str(self.workers), "--no-access-log", "--app-dir", str(ROOT / "checks")]
+        command += [
+            "--workers",
+            str(self.workers),
+            "--no-access-log",
+            "--app-dir",
+            str(ROOT / "checks"),
+            *self.extra_args,
+        ]
         self.process = subprocess.Popen(
             command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )

@@ -1,0 +1,84 @@
+"""Benchmark ceiling: the book routes without the ORM, on one raw aiosqlite connection, with the same table, the same
+SQLite settings and the same Pydantic checks on input. The ORM version is measured against this.
+
+The connection is in autocommit mode and every call is one `execute_fetchall`: each statement is its own transaction,
+finished within one hand-off to aiosqlite's thread, so concurrent requests can share the connection safely."""
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import aiosqlite
+from fastapi import FastAPI, HTTPException, Query, Response
+
+import main
+
+PATH = os.environ["DATABASE_URL"].removeprefix("sqlite+aiosqlite:///")
+COLUMNS = "id, title, author, year, isbn"
+db: aiosqlite.Connection
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    global db
+    db = await aiosqlite.connect(PATH, isolation_level=None)
+    for pragma in main.SQLITE_PRAGMAS:
+        await db.execute(f"PRAGMA {pragma}")
+    db.row_factory = aiosqlite.Row
+    yield
+    await db.close()
+
+
+app = FastAPI(lifespan=lifespan)
+
+
+@app.get("/health")
+async def health() -> dict[str, str]:
+    await db.execute_fetchall("SELECT 1")
+    return {"status": "ok"}
+
+
+@app.get("/books/{book_id}")
+async def read_book(book_id: int) -> dict[str, Any]:
+    rows = await db.execute_fetchall(f"SELECT {COLUMNS} FROM books WHERE id = ?", (book_id,))
+    if not rows:
+        raise HTTPException(404, f"Book {book_id} not found")
+    return dict(rows[0])
+
+
+@app.get("/books")
+async def list_books(query: Annotated[main.BookQuery, Query()], response: Response) -> list[dict[str, Any]]:
+    where, args = "1", []
+    if query.q is not None:
+        where = "(title_folded LIKE ? ESCAPE '/' OR author_folded LIKE ? ESCAPE '/')"
+        pattern = "%" + query.q.casefold().replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        args = [pattern, pattern]
+    column = {"id": "id", "title": "title_folded", "author": "author_folded", "year": "year"}[query.sort.lstrip("-")]
+    order = f"{column} {'DESC' if query.sort.startswith('-') else 'ASC'}, id"
+    total = await db.execute_fetchall(f"SELECT count(*) FROM books WHERE {where}", args)
+    response.headers["X-Total-Count"] = str(next(iter(total))[0])
+    sql = f"SELECT {COLUMNS} FROM books WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+    return [dict(row) for row in await db.execute_fetchall(sql, [*args, query.limit, query.offset])]
+
+
+@app.post("/books", status_code=201)
+async def create_book(book_in: main.BookIn) -> dict[str, Any]:
+    values = main.columns(book_in.model_dump())
+    sql = f"INSERT INTO books ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) RETURNING {COLUMNS}"
+    try:
+        rows = await db.execute_fetchall(sql, list(values.values()))
+    except aiosqlite.IntegrityError:
+        raise HTTPException(409, "duplicate isbn") from None
+    return dict(next(iter(rows)))
+
+
+@app.patch("/books/{book_id}")
+async def patch_book(book_id: int, book_patch: main.BookPatch) -> dict[str, Any]:
+    values = main.columns(book_patch.model_dump(exclude_unset=True))
+    assignments = ", ".join(f"{name} = ?" for name in values)
+    sql = f"UPDATE books SET {assignments} WHERE id = ? RETURNING {COLUMNS}"
+    rows = list(await db.execute_fetchall(sql, [*values.values(), book_id]))
+    if not rows:
+        raise HTTPException(404, f"Book {book_id} not found")
+    return dict(rows[0])
