@@ -505,6 +505,9 @@ async def test_limit_and_offset(client: AsyncClient) -> None:
     response = await client.get("/books", params={"limit": 2, "offset": 1})
     assert [b["id"] for b in response.json()] == ids[1:3]
     assert response.headers["x-total-count"] == "5"
+    last_page = await client.get("/books", params={"limit": 20, "offset": 3})
+    assert [b["id"] for b in last_page.json()] == ids[3:]
+    assert last_page.headers["x-total-count"] == "5"
     beyond = await client.get("/books", params={"offset": 10**18})
     assert beyond.json() == [] and beyond.headers["x-total-count"] == "5"
 

@@ -131,9 +131,11 @@ def parse_duration(text: str) -> float:
 def run_wrk(url: str, scenario: str, rows: int, run: int, seconds: float, folder: Path) -> Result:
     script = folder / f"{scenario}.lua"
     script.write_text(LUA.format(rows=rows, run=run, scenario=scenario))
-    command = ["wrk", "-t2", "-c32", f"-d{seconds}s", "--timeout", "10s", "--latency", "-s", str(script), url]
+    command = ["wrk", "-t2", "-c32", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
-    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", output, re.MULTILINE))
+    percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
+    if len(percentiles) != 2:
+        sys.exit(f"wrk gave no latencies for {scenario} at {url}:\n{output}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
     return Result(
