@@ -8,7 +8,7 @@ those rows as ordinary objects: you describe a table once as a class (`BookModel
 for you (start the app with SQL_ECHO=1 to watch it), keeps it the same on SQLite and PostgreSQL, and hands back
 objects instead of tuples. FastAPI turns the functions at the bottom into HTTP routes with documentation at /docs.
 
-The lesson, in order: configuration, engine and session, the model, the schemas, the routes.
+The lesson, in order: configuration, engine and session, the model, the schemas, the app, the routes.
 Run it with `uvicorn main:app` (or `python main.py`) and open http://127.0.0.1:8000/docs.
 """
 
@@ -253,7 +253,7 @@ NO_KEY = documented(401, "API_KEY is set, and X-API-Key is missing or wrong", {"
 UNAVAILABLE = {"status": "unavailable", "detail": "The database cannot be reached"}
 
 
-# --- Routes: the HTTP interface ------------------------------------------------------------------------------------
+# --- The app: start-up and shutdown, /docs, and the answer to a request that breaks a rule ----------------------
 
 
 async def create_tables() -> None:
@@ -342,6 +342,8 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 def safe_text(part: int | str) -> int | str:
     return part if isinstance(part, int) else part.encode("utf-8", "replace").decode()
 
+
+# --- Routes: the HTTP interface ------------------------------------------------------------------------------------
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed for writes if API_KEY is set.")
 
