@@ -11,11 +11,13 @@ filled with N books:
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database.
 wrk (`apt-get install wrk`; else a bounded httpx load generator) drives each scenario with 2 threads and 32
 connections. The apps take turns within each round, because this machine is shared and noisy; the table reports the
-median over rounds, and each scenario of `orm` as a ratio to `raw` and to `bare`.
+median over rounds, the server's CPU time per request (`cpu us`, all threads; noise moves it less than req/s), and
+each scenario of `orm` as a ratio to `raw` and to `bare`.
 """
 
 import argparse
 import asyncio
+import os
 import random
 import re
 import shutil
@@ -83,6 +85,7 @@ class Result:
     p99_ms: float
     non_2xx: int
     errors: int
+    cpu_us: float = 0.0  # the server's CPU time per request, all its threads: steadier than req/s on a busy machine
 
 
 @dataclass
@@ -101,6 +104,7 @@ class Table:
             statistics.median(r.p99_ms for r in runs),
             sum(r.non_2xx for r in runs),
             sum(r.errors for r in runs),
+            statistics.median(r.cpu_us for r in runs),
         )
 
 
@@ -191,6 +195,12 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
     return Result(len(latencies) / seconds, quantiles[49], quantiles[98], non_2xx, errors)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far, all threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def peak_rss_mb(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
@@ -211,11 +221,13 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
                 order = list(APPS) if round_number % 2 == 0 else list(reversed(APPS))
                 for app in order:
                     run += 1
-                    url = servers[app].url
+                    url, pid = servers[app].url, servers[app].process.pid  # type: ignore[union-attr]
+                    cpu_before = cpu_seconds(pid)
                     if args.generator == "wrk":
                         result = run_wrk(url, scenario, rows, run, args.seconds, folder)
                     else:
                         result = asyncio.run(run_httpx(url, scenario, rows, run, args.seconds))
+                    result.cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(result.rps * args.seconds, 1)
                     table.add(rows, app, scenario, result)
         for app, server in servers.items():
             table.peak_rss_mb[(rows, app)] = peak_rss_mb(server.process.pid)  # type: ignore[union-attr]
@@ -228,7 +240,10 @@ def report(args: argparse.Namespace, table: Table) -> bool:
     ok = True
     for rows in args.rows:
         print(f"\n{rows:,} rows, median of {args.rounds} round(s) of {args.seconds} s, {args.generator} -t2 -c32")
-        print(f"{'scenario':10} {'app':5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7}  orm/raw  orm/bare")
+        print(
+            f"{'scenario':10} {'app':5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'cpu us':>7}"
+            "  orm/raw  orm/bare"
+        )
         for scenario in args.scenarios:
             orm = table.median(rows, "orm", scenario)
             for app in APPS:
@@ -239,7 +254,7 @@ def report(args: argparse.Namespace, table: Table) -> bool:
                     ratios = f"  {orm.rps / raw.rps:6.0%}   {orm.rps / bare.rps:6.0%}"
                 print(
                     f"{scenario:10} {app:5} {result.rps:8.0f} {result.p50_ms:7.2f} {result.p99_ms:7.2f}"
-                    f" {result.non_2xx + result.errors:7d}{ratios}"
+                    f" {result.non_2xx + result.errors:7d} {result.cpu_us:7.0f}{ratios}"
                 )
                 ok &= result.non_2xx + result.errors == 0
         memory = ", ".join(f"{app} {table.peak_rss_mb[(rows, app)]:.0f}" for app in APPS)
