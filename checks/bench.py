@@ -7,7 +7,7 @@
 Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own copy of one SQLite file
 filled with N books:
 - `orm`:  main.py, the app being measured;
-- `raw`:  checks/ceiling_raw.py, the same routes on one raw aiosqlite connection, no ORM;
+- `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database.
 wrk (`apt-get install wrk`; else a bounded httpx load generator) drives each scenario with 2 threads and 32
 connections. The apps take turns within each round, because this machine is shared and noisy; the table reports the
