@@ -107,7 +107,7 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-SessionDep = Annotated[AsyncSession, Depends(get_session)]
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
 
 # --- The model: one Python class, one table ------------------------------------------------------------------------
