@@ -1,18 +1,21 @@
-"""Benchmark: the API under load, next to two ceilings measured in the same run.
+"""Benchmark: the API under load, next to peers measured in the same run, taking turns.
 
     python checks/bench.py                         # 10,000 rows, 3 rounds of 5 s per scenario and app
     python checks/bench.py --rows 10000 100000     # also at 100,000 rows, to see what grows with the table
+    python checks/bench.py --peer before=/tmp/old --apps main before --rounds 7    # an A/B of two versions
     python checks/bench.py --smoke                 # CI: a small table, one short round, fails on any non-2xx
 
-Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own copy of one SQLite file
-filled with N books:
-- `orm`:  main.py, the app being measured;
+Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own SQLite file, which its
+own start-up creates and the bench then fills with the same N books:
+- `main`: main.py, the app being measured;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
-- `bare`: checks/ceiling_bare.py, the same routes answering constants, no database.
+- `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
+- any `--peer NAME=DIR`: the main.py in DIR (another version, or main.py with one change: an A/B).
 wrk (`apt-get install wrk`; else a bounded httpx load generator) drives each scenario with 2 threads and 32
-connections. The apps take turns within each round, because this machine is shared and noisy; the table reports the
-median over rounds, the server's CPU time per request (`cpu us`, all threads; noise moves it less than req/s), and
-each scenario of `orm` as a ratio to `raw` and to `bare`.
+connections. The apps take turns within each round, because this machine is shared and noisy. The figure of record
+is the server's CPU time per request (`cpu us`, all threads), which noise moves less than req/s; the table reports
+medians over rounds, and for each app after the first, its CPU per request and req/s as a ratio to the first app's
+in the same round: the median and the range over rounds. A ratio whose range stays on one side of 1 is beyond noise.
 """
 
 import argparse
@@ -31,14 +34,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from common import Server, isbn13
-from sqlalchemy import create_engine
+from common import ROOT, Server, isbn13
 
-import main
-
-APPS = {"bare": "ceiling_bare:app", "raw": "ceiling_raw:app", "orm": "main:app"}
-READ_SCENARIOS = ["get_by_id", "list", "list_q", "list_sort"]
-SCENARIOS = [*READ_SCENARIOS, "post", "patch", "mixed"]
+APPS = {  # name: (folder uvicorn imports from, app)
+    "main": (ROOT, "main:app"),
+    "raw": (ROOT / "checks", "ceiling_raw:app"),
+    "bare": (ROOT / "checks", "ceiling_bare:app"),
+}
+SCENARIOS = ["get_by_id", "list", "list_q", "list_sort", "list_title", "post", "patch", "mixed"]
 UVICORN = ["--loop", "uvloop", "--http", "httptools"]
 
 LUA = r"""
@@ -59,6 +62,7 @@ local function get_by_id() return wrk.format("GET", "/books/" .. math.random(1, 
 local function list() return wrk.format("GET", "/books?limit=20&offset=" .. math.random(0, 1000)) end
 local function list_q() return wrk.format("GET", "/books?limit=20&q=author%20" .. math.random(1, 99)) end
 local function list_sort() return wrk.format("GET", "/books?limit=20&sort=-year&offset=" .. math.random(0, 1000)) end
+local function list_title() return wrk.format("GET", "/books?limit=20&sort=title&offset=" .. math.random(0, 1000)) end
 local function post()
   local body = string.format('{{"title": "Bench %d-%d", "author": "Author %d", "year": %d, "isbn": "%s"}}',
     tid, counter, math.random(1, 99), math.random(1000, 2026), isbn())
@@ -72,8 +76,8 @@ local function mixed()
   if r <= 4 then return get_by_id() elseif r <= 8 then return list() elseif r == 9 then return post() end
   return patch()
 end
-local pick = {{get_by_id = get_by_id, list = list, list_q = list_q, list_sort = list_sort, post = post, patch = patch,
-  mixed = mixed}}
+local pick = {{get_by_id = get_by_id, list = list, list_q = list_q, list_sort = list_sort, list_title = list_title,
+  post = post, patch = patch, mixed = mixed}}
 request = pick[scenario]
 """
 
@@ -107,23 +111,26 @@ class Table:
             statistics.median(r.cpu_us for r in runs),
         )
 
+    def ratios(self, rows: int, app: str, first: str, scenario: str, attribute: str) -> list[float]:
+        """`attribute` of `app` over that of `first`, round by round (they ran one after the other)."""
+        pairs = zip(self.results[(rows, app, scenario)], self.results[(rows, first, scenario)], strict=True)
+        return sorted(getattr(a, attribute) / max(getattr(b, attribute), 1e-9) for a, b in pairs)
+
 
 def fill(path: Path, rows: int) -> None:
-    """A SQLite file with main.py's tables and `rows` books (100 authors, years 1000..2026)."""
-    engine = create_engine(f"sqlite:///{path}")
-    main.Base.metadata.create_all(engine)
-    engine.dispose()
+    """Add `rows` books (100 authors, years 1000..2026) to the table the app's own start-up created; columns the
+    app may add beside the book's own (such as case-folded copies) are filled too."""
     rng = random.Random(rows)
     with sqlite3.connect(path) as connection:
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(books)") if row[1] != "id"]
         books = []
         for n in range(1, rows + 1):
-            title, author = f"Book {n} of the bench", f"Author {n % 100}"
-            books.append((title, author, rng.randint(1000, 2026), isbn13(n), title.casefold(), author.casefold()))
-        connection.executemany(
-            "INSERT INTO books (title, author, year, isbn, title_folded, author_folded) VALUES (?, ?, ?, ?, ?, ?)",
-            books,
-        )
-        connection.execute("PRAGMA journal_mode=WAL")
+            book = {"title": f"Book {n} of the bench", "author": f"Author {n % 100}", "isbn": isbn13(n)}
+            book |= {"year": rng.randint(1000, 2026), "title_folded": book["title"].casefold()}
+            book["author_folded"] = book["author"].casefold()
+            books.append([book[column] for column in columns])
+        marks = ", ".join("?" * len(columns))
+        connection.executemany(f"INSERT INTO books ({', '.join(columns)}) VALUES ({marks})", books)
     connection.close()
 
 
@@ -161,14 +168,14 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
         kind = scenario
         if scenario == "mixed":
             kind = random.choices(["get_by_id", "list", "post", "patch"], [4, 4, 1, 1])[0]
+        offset = random.randint(0, 1000)
+        pages = {"list": "", "list_sort": "&sort=-year", "list_title": "&sort=title"}
         if kind == "get_by_id":
             return "GET", f"/books/{random.randint(1, rows)}", None
-        if kind == "list":
-            return "GET", f"/books?limit=20&offset={random.randint(0, 1000)}", None
+        if kind in pages:
+            return "GET", f"/books?limit=20&offset={offset}{pages[kind]}", None
         if kind == "list_q":
             return "GET", f"/books?limit=20&q=author%20{random.randint(1, 99)}", None
-        if kind == "list_sort":
-            return "GET", f"/books?limit=20&sort=-year&offset={random.randint(0, 1000)}", None
         if kind == "post":
             n = next(counter)
             return "POST", "/books", {"title": f"Bench {n}", "author": "Author 1", "year": 2000, "isbn": isbn13(n)}
@@ -207,18 +214,19 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> None:
-    seed = folder / f"seed-{rows}.db"
-    fill(seed, rows)
     servers = {}
-    for app, target in APPS.items():
-        copy = folder / f"{app}-{rows}.db"
-        shutil.copy(seed, copy)
-        servers[app] = Server(f"sqlite+aiosqlite:///{copy}", app=target, extra_args=UVICORN).start()
     try:
+        for app in args.apps:
+            app_dir, target = args.known[app]
+            database = folder / f"{app}-{rows}.db"
+            server = Server(f"sqlite+aiosqlite:///{database}", app=target, app_dir=app_dir, extra_args=UVICORN)
+            servers[app] = server.start()
+            if database.exists():  # `bare` has no database
+                fill(database, rows)
         run = 0
         for round_number in range(args.rounds):
             for scenario in args.scenarios:
-                order = list(APPS) if round_number % 2 == 0 else list(reversed(APPS))
+                order = args.apps if round_number % 2 == 0 else args.apps[::-1]
                 for app in order:
                     run += 1
                     url, pid = servers[app].url, servers[app].process.pid  # type: ignore[union-attr]
@@ -236,34 +244,39 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
             server.stop()
 
 
+def spread(ratios: list[float]) -> str:
+    """The median ratio and its range over rounds, e.g. "0.82 (0.78-0.86)"."""
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
+
+
 def report(args: argparse.Namespace, table: Table) -> bool:
-    ok = True
+    ok, first = True, args.apps[0]
     for rows in args.rows:
-        print(f"\n{rows:,} rows, median of {args.rounds} round(s) of {args.seconds} s, {args.generator} -t2 -c32")
+        print(f"\n{rows:,} rows, median of {args.rounds} round(s) of {args.seconds:g} s, {args.generator} -t2 -c32")
         print(
-            f"{'scenario':10} {'app':5} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'cpu us':>7}"
-            "  orm/raw  orm/bare"
+            f"{'scenario':10} {'app':8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'cpu us':>7}"
+            f"  {'cpu/' + first:>18}  {'req/s/' + first:>18}"
         )
         for scenario in args.scenarios:
-            orm = table.median(rows, "orm", scenario)
-            for app in APPS:
+            for app in args.apps:
                 result = table.median(rows, app, scenario)
-                ratios = ""
-                if app == "orm":
-                    raw, bare = table.median(rows, "raw", scenario), table.median(rows, "bare", scenario)
-                    ratios = f"  {orm.rps / raw.rps:6.0%}   {orm.rps / bare.rps:6.0%}"
+                versus = ""
+                if app != first:
+                    cpu = spread(table.ratios(rows, app, first, scenario, "cpu_us"))
+                    rps = spread(table.ratios(rows, app, first, scenario, "rps"))
+                    versus = f"  {cpu:>18}  {rps:>18}"
                 print(
-                    f"{scenario:10} {app:5} {result.rps:8.0f} {result.p50_ms:7.2f} {result.p99_ms:7.2f}"
-                    f" {result.non_2xx + result.errors:7d} {result.cpu_us:7.0f}{ratios}"
+                    f"{scenario:10} {app:8} {result.rps:7.0f} {result.p50_ms:7.2f} {result.p99_ms:7.2f}"
+                    f" {result.non_2xx + result.errors:7d} {result.cpu_us:7.0f}{versus}"
                 )
                 ok &= result.non_2xx + result.errors == 0
-        memory = ", ".join(f"{app} {table.peak_rss_mb[(rows, app)]:.0f}" for app in APPS)
+        memory = ", ".join(f"{app} {table.peak_rss_mb[(rows, app)]:.0f}" for app in args.apps)
         print(f"peak memory (MB): {memory}")
     if len(args.rows) > 1:
         small, large = args.rows[0], args.rows[-1]
         for scenario in [s for s in args.scenarios if s.startswith("list")]:
-            growth = table.median(small, "orm", scenario).rps / table.median(large, "orm", scenario).rps
-            print(f"{scenario}: a page costs {growth:.2f}x as much at {large:,} rows as at {small:,}")
+            growth = table.median(large, first, scenario).cpu_us / table.median(small, first, scenario).cpu_us
+            print(f"{scenario}: a page of {first} costs {growth:.2f}x the CPU at {large:,} rows as at {small:,}")
     return ok
 
 
@@ -273,9 +286,18 @@ def main_() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)
+    parser.add_argument("--peer", action="append", default=[], metavar="NAME=DIR", help="the main.py in DIR")
+    parser.add_argument("--apps", nargs="+", help="which apps, in order; ratios are to the first (default: all)")
     parser.add_argument("--generator", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
     parser.add_argument("--smoke", action="store_true", help="CI: 1,000 rows, one round of 1 s")
     args = parser.parse_args()
+    args.known = dict(APPS)
+    for peer in args.peer:
+        name, _, folder = peer.partition("=")
+        args.known[name] = (Path(folder).resolve(), "main:app")
+    args.apps = args.apps or list(args.known)
+    if unknown := set(args.apps) - set(args.known):
+        parser.error(f"unknown apps {sorted(unknown)}; give them with --peer NAME=DIR")
     if args.smoke:
         args.rows, args.rounds, args.seconds = [1000], 1, 1
     started = time.monotonic()
@@ -284,12 +306,15 @@ def main_() -> int:
         for rows in args.rows:
             measure(args, table, rows, Path(folder))
     ok = report(args, table)
-    orm = {s: table.median(args.rows[0], "orm", s) for s in args.scenarios}
-    raw = {s: table.median(args.rows[0], "raw", s) for s in args.scenarios}
-    figures = " ".join(f"{s}={orm[s].rps / raw[s].rps:.0%}" for s in args.scenarios)
+    figures = " ".join(
+        f"{app}:{s}={statistics.median(table.ratios(args.rows[0], app, args.apps[0], s, 'cpu_us')):.2f}"
+        for app in args.apps[1:]
+        for s in args.scenarios
+    )
     non_2xx = sum(r.non_2xx + r.errors for runs in table.results.values() for r in runs)
     seconds = time.monotonic() - started
-    print(f"bench: {'PASS' if ok else 'FAIL'} orm/raw {figures} non_2xx={non_2xx} seconds={seconds:.0f}")
+    print(f"bench: {'PASS' if ok else 'FAIL'} cpu_per_request_vs_{args.apps[0]} {figures} non_2xx={non_2xx}", end="")
+    print(f" seconds={seconds:.0f}")
     return 0 if ok else 1
 
 

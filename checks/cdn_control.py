@@ -6,5 +6,6 @@ from fastapi import FastAPI
 import main
 
 app = FastAPI(title="Book API on stock FastAPI", lifespan=main.lifespan)
-app.include_router(main.router)
+app.include_router(main.reads)
+app.include_router(main.writes)
 app.add_api_route("/health", main.health)

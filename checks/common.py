@@ -58,6 +58,7 @@ class Server:
         workers: int = 1,
         env: dict[str, str] | None = None,
         app: str = "main:app",
+        app_dir: Path = ROOT / "checks",
         extra_args: list[str] | None = None,
     ) -> None:
         self.port = spare_port()
@@ -65,6 +66,7 @@ class Server:
         self.database_url = database_url
         self.workers = workers
         self.app = app
+        self.app_dir = app_dir
         self.extra_args = extra_args or []
         self.env = {key: value for key, value in os.environ.items() if key not in {"API_KEY", "SQL_ECHO"}}
         self.env.update(DATABASE_URL=database_url, **(env or {}))
@@ -78,7 +80,7 @@ class Server:
             str(self.workers),
             "--no-access-log",
             "--app-dir",
-            str(ROOT / "checks"),
+            str(self.app_dir),
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
