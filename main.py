@@ -48,7 +48,7 @@ DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen 
 # --- Engine and session: the engine keeps a pool of connections; a session is one unit of work ----------------------
 
 # SQLite runs one write at a time. With one connection per server process, requests take turns at it instead of
-# sleeping on its lock (checks/bench.py: the slowest writes wait 50 ms, not 1 s). PostgreSQL keeps the default pool.
+# sleeping on its lock (checks/bench.py: the slowest 1% of writes took 60 ms, not 0.6 s). PostgreSQL keeps its pool.
 one_connection = {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0}
 pool = one_connection if DATABASE_URL.startswith("sqlite") else {}
 try:
