@@ -27,7 +27,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     await main.create_tables()
     await main.engine.dispose()
     db = await aiosqlite.connect(PATH, isolation_level=None)
-    await db.create_function("lower", 1, lambda v: v.lower() if isinstance(v, str) else v, deterministic=True)
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute("PRAGMA foreign_keys=ON")
     db.row_factory = aiosqlite.Row
@@ -58,10 +57,10 @@ async def read_book(book_id: main.BookId) -> dict[str, Any]:
 async def list_books(query: Annotated[main.BookQuery, Query()], response: Response) -> list[dict[str, Any]]:
     where, args = "", []
     if query.q is not None:
-        where = "WHERE lower(title) LIKE ? ESCAPE '/' OR lower(author) LIKE ? ESCAPE '/'"
-        pattern = "%" + query.q.lower().replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
+        where = "WHERE title_folded LIKE ? ESCAPE '/' OR author_folded LIKE ? ESCAPE '/'"
+        pattern = "%" + query.q.casefold().replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
         args = [pattern, pattern]
-    column = {"id": "id", "title": "lower(title)", "author": "lower(author)", "year": "year"}[query.sort.lstrip("-")]
+    column = {"id": "id", "title": "title_folded", "author": "author_folded", "year": "year"}[query.sort.lstrip("-")]
     direction = "DESC" if query.sort.startswith("-") else "ASC"
     sql = f"SELECT {COLUMNS} FROM books {where} ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?"
     page = [dict(row) for row in await db.execute_fetchall(sql, [*args, query.limit, query.offset])]
@@ -75,7 +74,7 @@ async def list_books(query: Annotated[main.BookQuery, Query()], response: Respon
 
 @app.post("/books", response_model=main.BookOut, status_code=201)
 async def create_book(book_in: main.BookIn, response: Response) -> dict[str, Any]:
-    values = book_in.model_dump()
+    values = main.with_folded(book_in.model_dump())
     sql = f"INSERT INTO books ({', '.join(values)}) VALUES ({', '.join('?' * len(values))}) RETURNING {COLUMNS}"
     try:
         rows = await db.execute_fetchall(sql, list(values.values()))
@@ -88,7 +87,7 @@ async def create_book(book_in: main.BookIn, response: Response) -> dict[str, Any
 
 @app.patch("/books/{book_id}", response_model=main.BookOut)
 async def patch_book(book_id: main.BookId, book_patch: main.BookPatch) -> dict[str, Any]:
-    values = book_patch.model_dump()
+    values = main.with_folded(book_patch.model_dump())
     assignments = ", ".join(f"{name} = ?" for name in values)
     sql = f"UPDATE books SET {assignments} WHERE id = ? RETURNING {COLUMNS}"
     rows = list(await db.execute_fetchall(sql, [*values.values(), book_id]))

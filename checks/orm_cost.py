@@ -6,7 +6,7 @@ Each line adds one layer to the one above it, so the differences are what each l
 - sqlite3: Python's own driver, blocking;
 - SQLAlchemy Core, then the ORM's `session.get`, on that blocking driver;
 - aiosqlite: the same query in aiosqlite's thread, one `execute_fetchall` (one hand-off to the thread and back);
-- SQLAlchemy Core, then the ORM, on aiosqlite, as main.py runs them (`create_engine_for`, `SessionLocal`).
+- SQLAlchemy Core, then the ORM, on aiosqlite, as main.py runs them (its one-connection pool).
 `hand-offs` counts the trips to aiosqlite's thread per look-up. No HTTP here: checks/bench.py measures whole requests.
 """
 
@@ -21,7 +21,7 @@ import aiosqlite
 import uvloop
 from bench import fill
 from sqlalchemy import bindparam, create_engine, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
@@ -81,7 +81,7 @@ async def layers(path: Path, rows: int, calls: int) -> None:
     aiosqlite.Connection._execute = counted_execute  # type: ignore[method-assign]
     async with aiosqlite.connect(path, isolation_level=None) as connection:
         await timed_async("aiosqlite execute_fetchall", calls, rows, lambda n: connection.execute_fetchall(sql, (n,)))
-    async_engine = main.create_engine_for(f"sqlite+aiosqlite:///{path}")
+    async_engine = create_async_engine(f"sqlite+aiosqlite:///{path}", **main.one_connection)
     sessions = async_sessionmaker(async_engine, expire_on_commit=False)
 
     async def async_core(n: int) -> object:
@@ -104,6 +104,7 @@ def main_() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bookapi-cost-") as folder:
         path = Path(folder) / "books.db"
+        main.Base.metadata.create_all(create_engine(f"sqlite:///{path}"))
         fill(path, args.rows)
         print(f"one book by id, {args.rows:,} rows, {args.calls:,} look-ups one after another")
         print(f"{'layer':40} {'us/call':>8}")
