@@ -23,7 +23,7 @@ from bench import fill
 from sqlalchemy import bindparam, create_engine, select
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, QueuePool
 
 import main
 
@@ -81,7 +81,7 @@ async def layers(path: Path, rows: int, calls: int) -> None:
     aiosqlite.Connection._execute = counted_execute  # type: ignore[method-assign]
     async with aiosqlite.connect(path, isolation_level=None) as connection:
         await timed_async("aiosqlite execute_fetchall", calls, rows, lambda n: connection.execute_fetchall(sql, (n,)))
-    async_engine = create_async_engine(f"sqlite+aiosqlite:///{path}", **main.one_connection)
+    async_engine = create_async_engine(f"sqlite+aiosqlite:///{path}", poolclass=AsyncAdaptedQueuePool, pool_size=1)
     sessions = async_sessionmaker(async_engine, expire_on_commit=False)
 
     async def async_core(n: int) -> object:

@@ -100,7 +100,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server URL (default: a new SQLite file)")
     parser.add_argument("--stalled", type=int, nargs="+", default=[1, 4, 20], help="stalled clients, in turn")
-    parser.add_argument("--hold", type=float, default=8, help="seconds the stalled clients hang on, each time")
+    parser.add_argument("--hold", type=float, default=10, help="seconds the stalled clients hang on, each time")
     parser.add_argument("--timeout", type=float, default=5, help="seconds an ordinary request may take")
     args = parser.parse_args()
     started = time.monotonic()
