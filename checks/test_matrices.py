@@ -439,10 +439,11 @@ async def test_writes_survive_a_new_engine_on_the_same_database(client: AsyncCli
 
 
 @SQLITE_ONLY
-async def test_sqlite_connections_use_wal_and_foreign_keys(client: AsyncClient) -> None:
+async def test_sqlite_uses_one_connection_with_wal_and_foreign_keys(client: AsyncClient) -> None:
     async with main.engine.connect() as connection:
         assert (await connection.scalar(text("PRAGMA journal_mode"))) == "wal"
         assert (await connection.scalar(text("PRAGMA foreign_keys"))) == 1
+    assert (main.engine.pool.size(), main.engine.pool._max_overflow) == (1, 0)  # one connection, no overflow
 
 
 async def test_a_write_left_uncommitted_is_rolled_back_before_the_connection_is_reused(client: AsyncClient) -> None:
