@@ -349,8 +349,8 @@ async def root() -> RedirectResponse:
 if engine.dialect.name == "sqlite":
     # SQLite runs one write at a time. With one connection per server process, requests take turns at it instead of
     # sleeping on SQLite's lock (checks/bench.py: the slowest 1% of writes took 60 ms instead of 0.6 s), and no client
-    # holds it for long (see SessionDep). So SQLite gets an engine whose pool keeps one connection; PostgreSQL keeps
-    # SQLAlchemy's default pool.
+    # holds it for long (see SessionDep). So on SQLite the engine above, which has not connected yet, is replaced by
+    # one whose pool keeps a single connection. PostgreSQL keeps SQLAlchemy's default pool.
     one_connection = {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0}
     engine = create_async_engine(engine.url, echo=SQL_ECHO, **one_connection)
     SessionLocal.configure(bind=engine)

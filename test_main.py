@@ -250,10 +250,8 @@ async def test_patch_taking_another_books_isbn_is_409(client: AsyncClient) -> No
     assert await stored_books() == [hobbit, emma]
 
 
-# The next two tests race requests against each other. On SQLite, requests take turns at its one connection, so they
-# bite on PostgreSQL (TEST_DATABASE_URL, as CI runs them), where a read-then-write PATCH would fail both.
-
-
+# The next two tests race requests. SQLite makes them take turns at its one connection; they bite on PostgreSQL
+# (TEST_DATABASE_URL, as CI runs them), where a PATCH that read the book before writing would fail both.
 async def test_updates_racing_a_delete_get_404_not_500(client: AsyncClient) -> None:
     for _ in range(5):
         url = f"/books/{(await create(client, isbn=None))['id']}"
