@@ -13,10 +13,12 @@ The lesson, in order: configuration; engine and session; the model; the schemas;
 """
 
 import datetime
+import logging
 import os
 import re
 import secrets
 import sys
+import unicodedata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Annotated, Any, Literal
@@ -27,21 +29,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from pydantic import MISSING, AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import BigInteger, Integer, String, asc, delete, desc, event, func, or_, select, update
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, InvalidRequestError, SQLAlchemyError
+from pydantic import MISSING, AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from sqlalchemy import BigInteger, Integer, String, asc, delete, desc, event, exc, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import AsyncAdaptedQueuePool
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stdnum.exceptions import ValidationError as InvalidISBN
 
 # --- Configuration: what differs between machines comes from environment variables, never from the code ------------
 
 DATABASE_URL = os.getenv("DATABASE_URL", "sqlite+aiosqlite:///./books.db")
 SQL_ECHO = os.getenv("SQL_ECHO") == "1"  # print every SQL statement the ORM sends
-API_KEY = os.getenv("API_KEY") or None  # when set, writes need the header X-API-Key with this value
+API_KEY = os.getenv("API_KEY")  # when set, writes need the header X-API-Key with this value
 DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen books at start-up
 
 
@@ -49,7 +50,7 @@ DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen 
 
 try:
     engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO)
-except (ArgumentError, InvalidRequestError, ImportError) as error:  # a URL SQLAlchemy cannot use: say what can be
+except (exc.ArgumentError, exc.InvalidRequestError, ImportError) as error:  # a URL SQLAlchemy cannot use
     sys.exit(
         f"DATABASE_URL={DATABASE_URL!r} cannot be used ({error}). Use an async URL such as"
         " sqlite+aiosqlite:///./books.db, or postgresql+asyncpg://user:password@host/db after pip install asyncpg."
@@ -80,6 +81,7 @@ class BookModel(Base):
     """The table "books": one attribute per column. `Mapped[str | None]` is a column that may be empty (NULL)."""
 
     __tablename__ = "books"
+    __table_args__ = {"sqlite_autoincrement": True}  # SQLite, like PostgreSQL, never gives a deleted book's id again
 
     # A 64-bit integer, which the database assigns (SQLite only numbers a column declared exactly INTEGER).
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
@@ -101,27 +103,45 @@ def with_folded(fields: dict[str, Any]) -> dict[str, Any]:
 # --- Schemas: what a client may send, and what it gets back. Pydantic checks every rule before a route runs ---------
 
 
+def nfc(value: Any) -> Any:
+    """Unicode can spell "é" as one character or as "e" plus an accent: keep one spelling (NFC), so both match."""
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
 def one_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f-\x9f]", value):
+    if re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
         raise ValueError("must be one line of text, without control characters such as NUL or newline")
+    if value and all(unicodedata.category(c).startswith(("C", "Z")) for c in value):
+        raise ValueError("must contain a visible character, not only invisible ones such as zero-width spaces")
+    return value
+
+
+def digits(value: Any) -> Any:
+    """In a path or query, a number is ASCII digits only: not " 1", "1.0", "1_0" or "+1", which int() would take."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("must be a whole number written with the digits 0-9 only")
     return value
 
 
 def to_isbn13(value: str) -> str:
     """Accept ISBN-10 or ISBN-13, with hyphens or spaces; keep the 13 digits, so each book has one spelling."""
     try:
-        return stdnum.isbn.to_isbn13(stdnum.isbn.validate(value))
+        isbn = stdnum.isbn.to_isbn13(stdnum.isbn.validate(value))
     except InvalidISBN as error:
         raise ValueError(f"not a valid ISBN-10 or ISBN-13: {error}") from None
+    if isbn.startswith("9790"):  # 979-0 numbers printed music (ISMN), not books
+        raise ValueError("979-0 begins an ISMN, the number of a piece of printed music, not an ISBN")
+    return isbn
 
 
-# Title and author lose surrounding spaces, then must have 1 to 200 (or 100) characters, all on one line.
-OneLine = AfterValidator(one_line)
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine]
-Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), OneLine]
-Year = Annotated[int, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR)]  # 1..9999, Python's datetime range
+# Title and author are normalised (nfc runs first), lose surrounding spaces, then must have 1 to 200 (or 100)
+# characters, all on one line.
+OneLine, NFC = AfterValidator(one_line), BeforeValidator(nfc)
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine, NFC]
+Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), OneLine, NFC]
+Year = Annotated[int, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR), BeforeValidator(digits)]  # 1..9999
 StrictYear = Annotated[Year, Field(strict=True)]  # in a JSON body, "1937", 1937.0 and true are not years
-SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), OneLine]
+SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), OneLine, NFC]
 Isbn = Annotated[str, AfterValidator(to_isbn13)]
 EXAMPLE_BOOK: dict[str, Any] = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
 
@@ -189,7 +209,8 @@ def documented(status: int, description: str, example: str) -> Any:
 NOT_FOUND = documented(404, "No book has this id", "Book 42 not found")
 DUPLICATE = documented(409, "Another book has this isbn", "A book with isbn 9780141439587 already exists")
 NO_KEY = documented(401, "API_KEY is set, and X-API-Key is missing or wrong", "Missing or wrong X-API-Key header")
-UNREACHABLE = "The database cannot be reached"
+UNREACHABLE = "The database cannot be reached, or is busy: try again in a few seconds"
+UNAVAILABLE = documented(503, "The database cannot be used: unreachable, busy, read-only or replaced", UNREACHABLE)
 
 
 # --- Routes: the app, its start-up and shutdown, and one function per HTTP endpoint ----------------------------------
@@ -212,21 +233,25 @@ app = FastAPIOffline(
     description="Add, list, search, change and delete books. To try a route, open it, click **Try it out**, then "
     "**Execute**. If the server was started with `API_KEY`, click **Authorize** and paste the key before you write.",
     lifespan=lifespan,
+    responses=UNAVAILABLE,  # any route, when the database cannot be used
+    redirect_slashes=False,  # /books/ is a 404, not a redirect to an address built from what the client sent
 )
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed for writes if API_KEY is set.")
 
 
 async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Writes need the X-API-Key header when API_KEY is set; reads never do."""
-    # compare_digest takes as long for a near miss as for a wild guess, so timing reveals nothing about the key.
-    if API_KEY is not None and (key is None or not secrets.compare_digest(key.encode(), API_KEY.encode())):
+    """Writes need the X-API-Key header when API_KEY is set; reads never do. Spaces around a key are not part of it."""
+    # Header text arrives decoded as Latin-1: encoding it back gives the bytes the client sent, UTF-8 for a key such as
+    # "clé". compare_digest takes as long for a near miss as for a wild guess, so timing reveals nothing about the key.
+    sent = (key or "").strip(" \t").encode("latin-1")
+    if API_KEY is not None and not secrets.compare_digest(sent, API_KEY.strip().encode()):
         detail = "Missing or wrong X-API-Key header: send the API key this server was started with"
         raise HTTPException(401, detail, headers={"WWW-Authenticate": "APIKey"})
 
 
 reads = APIRouter(prefix="/books", tags=["books"])  # the book routes, added to the app below
 writes = APIRouter(prefix="/books", tags=["books"], dependencies=[Depends(require_api_key)], responses=NO_KEY)
-BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The book's id, as the database assigned it")]
+BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The book's id"), BeforeValidator(digits)]
 
 
 def duplicate(isbn: str | None) -> HTTPException:
@@ -245,7 +270,7 @@ async def update_book(session: AsyncSession, book_id: int, changes: dict[str, An
         try:
             book = await session.scalar(statement)
             await session.commit()
-        except IntegrityError:
+        except exc.IntegrityError:
             raise duplicate(changes.get("isbn")) from None
     else:  # PATCH {} writes nothing, but a missing book is still a 404
         book = await session.get(BookModel, book_id)
@@ -297,7 +322,7 @@ async def create_book(book_in: BookIn, session: SessionDep, response: Response) 
     session.add(book)
     try:
         await session.commit()
-    except IntegrityError:  # the unique isbn: the database decides, so of two requests racing, exactly one wins
+    except exc.IntegrityError:  # the unique isbn: the database decides, so of two requests racing, exactly one wins
         raise duplicate(book_in.isbn) from None
     response.headers["Location"] = f"/books/{book.id}"
     return book
@@ -328,14 +353,12 @@ app.include_router(reads)
 app.include_router(writes)
 
 
-@app.get("/health", tags=["health"], responses=documented(503, UNREACHABLE, UNREACHABLE))
-async def health(session: SessionDep) -> JSONResponse:
-    """Whether the API can reach its database: 200 once it answered `SELECT 1`, else 503."""
-    try:
-        await session.scalar(select(1))
-    except (SQLAlchemyError, OSError):
-        return JSONResponse({"status": "unavailable", "detail": UNREACHABLE}, status_code=503)
-    return JSONResponse({"status": "ok"})
+@app.get("/health", tags=["health"])
+async def health(session: SessionDep) -> dict[str, str]:
+    """Whether the API can use its database: 200 once it answered `SELECT 1`. If it cannot, the error becomes a 503
+    saying why (`database_unavailable`, in the last section), as it does on every route."""
+    await session.scalar(select(1))
+    return {"status": "ok"}
 
 
 @app.get("/", include_in_schema=False)
@@ -363,22 +386,47 @@ if engine.dialect.name == "sqlite":
         cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys (such as exercise 1 adds) unless asked
         cursor.close()
 
+    @event.listens_for(engine.sync_engine, "checkout")
+    def same_file(*_: Any) -> None:
+        """SQLite goes on writing to an open database file after it was deleted or replaced (`rm books.db`), and those
+        writes vanish with it. So before each use of the connection, check that the file is still the one opened at
+        start-up (a `stat`, a few microseconds); if not, refuse every request until a restart opens the new one."""
+        if getattr(app.state, "database_file", None) not in (None, sqlite_file()):
+            app.state.database_file = ()  # matches no file, not even a new one given the old one's inode number
+            raise DatabaseReplaced(f"The database file {engine.url.database} was deleted or replaced: restart the API")
+
+
+class DatabaseReplaced(OSError):
+    pass
+
 
 async def create_tables() -> None:
     """Base.metadata.create_all, which creates the tables that are missing. Server processes that start together
     (uvicorn --workers 2) race to create them: a loser fails, tries again, and finds that table made, so it can
     lose once per table at most."""
+    app.state.database_file = None  # which SQLite file: noted below, once it is open (see `same_file`)
     for tries_left in reversed(range(len(Base.metadata.tables) + 1)):
         try:
             async with engine.begin() as connection:
-                return await connection.run_sync(Base.metadata.create_all)
-        except (DBAPIError, OSError) as error:
+                await connection.run_sync(Base.metadata.create_all)
+            app.state.database_file = sqlite_file()
+            return
+        except (exc.DBAPIError, OSError) as error:
             if not tries_left:
                 raise RuntimeError(
                     f"Cannot use the database at DATABASE_URL={engine.url} ({getattr(error, 'orig', error)}). Check "
                     "that it exists, that you may read and write it (for SQLite, the file and its folder), and that "
                     "it is a database."
                 ) from None
+
+
+def sqlite_file() -> tuple[int, int] | None:
+    """The file now at SQLite's path, as its device and inode numbers; None if there is none (or no SQLite)."""
+    with suppress(OSError, TypeError):
+        if engine.dialect.name == "sqlite":
+            stat = os.stat(engine.url.database)  # type: ignore[arg-type]
+            return stat.st_dev, stat.st_ino
+    return None
 
 
 DEMO = [  # title, author, first published, isbn of a current edition
@@ -403,15 +451,25 @@ async def add_demo_books() -> None:
         if not await session.scalar(select(func.count()).select_from(BookModel)):
             books = [BookIn(title=t, author=a, year=y, isbn=i).model_dump() for t, a, y, i in DEMO]
             session.add_all(BookModel(**with_folded(book)) for book in books)
-            with suppress(IntegrityError):  # another server process (uvicorn --workers 2) added them a moment ago
+            with suppress(exc.IntegrityError):  # another server process (uvicorn --workers 2) added them a moment ago
                 await session.commit()
 
 
+if API_KEY is not None and not API_KEY.strip():
+    sys.exit("API_KEY is set but empty. Set it to the key writes must send, or unset it (unset API_KEY) to allow all.")
+
+
 @app.exception_handler(RequestValidationError)
-async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """422, saying where (`loc`) and what (`msg`) is wrong. Unlike FastAPI's default it does not echo the input back,
-    which may not even be expressible in JSON (a lone surrogate, 1e400); text in `loc` loses such characters too."""
-    problems = [{"type": e["type"], "loc": [safe(part) for part in e["loc"]], "msg": e["msg"]} for e in exc.errors()]
+    which may not even be expressible in JSON (a lone surrogate, 1e400); text in `loc` loses such characters too.
+    A write is checked for its API key first, so a client without the key learns nothing about what it sent."""
+    if request.method != "GET":
+        try:
+            await require_api_key(request.headers.get("X-API-Key"))
+        except HTTPException as refused:
+            return await http_error(request, refused)
+    problems = [{"type": e["type"], "loc": [safe(part) for part in e["loc"]], "msg": e["msg"]} for e in error.errors()]
     if "json" not in request.headers.get("content-type", "") and [p["loc"] for p in problems] == [["body"]]:
         problems[0]["msg"] = "Send the body as JSON, with the header Content-Type: application/json"
     return JSONResponse({"detail": problems}, status_code=422)
@@ -421,17 +479,89 @@ def safe(part: int | str) -> int | str:
     return part if isinstance(part, int) else part.encode(errors="replace").decode()
 
 
-def head_as_get(app: ASGIApp) -> ASGIApp:
-    """HEAD (what `curl -I` sends) is GET without the body. FastAPI's routes answer only the methods they declare, so
-    the app sees a GET; the server, which still sees HEAD, sends the response's headers and not its body."""
+BETTER_DETAIL = {  # Starlette's and FastAPI's own error texts, and what to tell a client instead
+    "Not Found": "No such route: /docs lists them all (no path ends with a slash)",
+    "Method Not Allowed": "This route does not take this method: the Allow header lists those it takes",
+    "There was an error parsing the body": "The body cannot be read as JSON (nested too deeply?): send a book as JSON",
+}
+
+
+@app.exception_handler(StarletteHTTPException)
+async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    """Every HTTPException, FastAPI's as well as ours, as {"detail": ...}, saying what to do where FastAPI does not."""
+    detail = BETTER_DETAIL.get(error.detail, error.detail)
+    return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
+
+
+async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """503 when the database, not the request, is at fault, saying why, with Retry-After (seconds) when waiting may be
+    enough. The API recovers by itself: the pool opens a new connection once the database answers again."""
+    message = str(getattr(error, "orig", error))
+    if isinstance(error, DatabaseReplaced):
+        detail, retry = message, {}
+    elif "readonly" in message or "read-only" in message:
+        detail, retry = "The database is read-only: reads work, writes fail until the server may write to it", {}
+    elif isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError) or getattr(
+        error, "connection_invalidated", False
+    ):
+        detail, retry = UNREACHABLE, {"Retry-After": "5"}
+    else:
+        raise error  # not an outage but a bug: a 500 (server_error), and the server logs the traceback
+    logging.getLogger("uvicorn.error").warning("503 for %s %s: %s", request.method, request.url.path, message)
+    return JSONResponse({"detail": detail}, status_code=503, headers=retry)
+
+
+for unavailable in (exc.DBAPIError, exc.TimeoutError, OSError):  # what the database and its pool raise
+    app.add_exception_handler(unavailable, database_unavailable)
+
+
+@app.exception_handler(Exception)
+async def server_error(_request: Request, _error: Exception) -> JSONResponse:
+    """A bug: a 500, in JSON like every other error. The server's log shows the traceback."""
+    return JSONResponse({"detail": "Internal server error: the server's log says what went wrong"}, status_code=500)
+
+
+MAX_BODY = 1024 * 1024  # 1 MiB, far more than a book needs
+
+
+def guard(app: ASGIApp) -> ASGIApp:
+    """Runs before the app sees each request. The whole body is read first, and one over MAX_BODY refused with a 413
+    before any route runs: a refused request changes nothing (a DELETE, which never reads its body, would already
+    have deleted). And HEAD (what `curl -I` sends) is GET without the body, which FastAPI's routes do not answer: the
+    app sees a GET, and the server, which still sees HEAD, sends the headers only."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "HEAD":
-            scope = {**scope, "method": "GET"}
-        await app(scope, receive, send)
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+        chunks, more = [b""], True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+            if sum(map(len, chunks)) > MAX_BODY:
+                detail = "The body is over 1 MiB: send one book's fields only"
+                return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        body: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+
+        async def replay() -> Message:
+            return body.pop() if body else await receive()
+
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        await app({**scope, "method": method}, replay, send)
 
     return middleware
 
 
-app.add_middleware(RequestBodyLimitMiddleware, max_body_size=1024 * 1024)  # 413 for a body over 1 MiB, unread
-app.add_middleware(head_as_get)
+app.add_middleware(guard)
+
+
+if __name__ == "__main__":  # python main.py: the server for real use (README, "Running it for real")
+    import uvicorn
+
+    port = os.getenv("PORT", "8000")
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        sys.exit(f"PORT={port!r} is not a port number: use one from 1 to 65535, such as PORT=8000")
+    # h11 rather than httptools: it refuses a request whose headers pass 16 KiB, where httptools keeps reading.
+    uvicorn.run("main:app", host=os.getenv("HOST", "127.0.0.1"), port=int(port), http="h11")

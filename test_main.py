@@ -103,7 +103,7 @@ async def test_length_limits_count_after_stripping(client: AsyncClient, field: s
     assert too_long.json()["detail"][0]["type"] == "string_too_long"
 
 
-@pytest.mark.parametrize("value", ["", "   ", None, 42, "line\nbreak", "nul\u0000char"])
+@pytest.mark.parametrize("value", ["", " ", None, 42, "line\nbreak", "nul\u0000", "a\u2028b", "\u200b", "\u202e"])
 async def test_bad_titles(client: AsyncClient, value: Any) -> None:
     response = await client.post("/books", json=book(title=value))
     assert response.status_code == 422
@@ -132,12 +132,19 @@ async def test_isbn_is_stored_as_13_digits(client: AsyncClient, sent: str, store
     assert (await create(client, isbn=sent))["isbn"] == stored
 
 
-@pytest.mark.parametrize("isbn", ["9780547928228", "978054792822", "abcdefghij", ""])
+@pytest.mark.parametrize("isbn", ["9780547928228", "978054792822", "abcdefghij", "", "979-0-2600-0043-8"])
 async def test_invalid_isbn(client: AsyncClient, isbn: str) -> None:
     response = await client.post("/books", json=book(isbn=isbn))
     assert response.status_code == 422
     assert error_locations(response) == [["body", "isbn"]]
-    assert "not a valid ISBN" in response.json()["detail"][0]["msg"]
+    assert "ISBN" in response.json()["detail"][0]["msg"]  # "not a valid ISBN", or an ISMN (979-0) is "not an ISBN"
+
+
+async def test_text_is_stored_in_one_unicode_spelling_and_found_in_either(client: AsyncClient) -> None:
+    composed, decomposed = "Caf\u00e9", "Cafe\u0301"  # both print as Café
+    assert (await create(client, isbn=None, title=decomposed))["title"] == composed
+    assert [b["title"] for b in await stored_books()] == [composed]
+    assert await listed(client, q=composed) == await listed(client, q=decomposed) == [composed]
 
 
 async def test_a_duplicate_isbn_is_409_naming_it(client: AsyncClient) -> None:
@@ -170,11 +177,18 @@ async def test_a_missing_book_is_404_with_its_id(client: AsyncClient) -> None:
     assert response.json() == {"detail": "Book 42 not found"}
 
 
-@pytest.mark.parametrize("bad_id", ["0", str(2**63), "abc"])
-async def test_ids_outside_1_to_2_63_minus_1_are_422(client: AsyncClient, bad_id: str) -> None:
+@pytest.mark.parametrize("bad_id", ["0", str(2**63), "abc", "1_0", "1.0", "+1", "%201", "1%0A"])
+async def test_ids_are_1_to_2_63_minus_1_in_plain_digits(client: AsyncClient, bad_id: str) -> None:
+    await create(client)  # book 1 exists, and must not be what "1.0" or " 1" reads
     response = await client.get(f"/books/{bad_id}")
     assert response.status_code == 422
     assert error_locations(response) == [["path", "book_id"]]
+
+
+async def test_a_path_with_a_trailing_slash_is_404_and_never_redirects_elsewhere(client: AsyncClient) -> None:
+    response = await client.get("/books/", headers={"Host": "evil.example"})
+    assert response.status_code == 404 and "location" not in response.headers
+    assert "/docs" in response.json()["detail"]
 
 
 # --- PUT /books/{id} -------------------------------------------------------------------------------------------------
@@ -285,6 +299,12 @@ async def test_delete_is_204_with_no_body(client: AsyncClient) -> None:
     assert response.content == b""
     assert (await client.get(f"/books/{gone['id']}")).status_code == 404
     assert await stored_books() == [keep]
+
+
+async def test_the_id_of_a_deleted_book_is_never_given_again(client: AsyncClient) -> None:
+    first = await create(client)
+    await client.delete(f"/books/{first['id']}")
+    assert (await create(client))["id"] > first["id"]
 
 
 async def test_deleting_twice_is_204_then_404(client: AsyncClient) -> None:
@@ -426,7 +446,7 @@ async def test_health(client: AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-async def test_health_is_503_when_the_database_cannot_be_reached(client: AsyncClient, tmp_path: Path) -> None:
+async def test_every_route_is_503_when_the_database_cannot_be_reached(client: AsyncClient, tmp_path: Path) -> None:
     # app.dependency_overrides swaps a dependency for the length of a test: here, every route's session becomes one
     # on a database that cannot be opened. (The client fixture undoes it afterwards.)
     unreachable = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/no-such-folder/books.db")
@@ -436,9 +456,10 @@ async def test_health_is_503_when_the_database_cannot_be_reached(client: AsyncCl
             yield session
 
     main.app.dependency_overrides[main.get_session] = session_on_an_unreachable_database
-    response = await client.get("/health")
-    assert response.status_code == 503
-    assert response.json() == {"status": "unavailable", "detail": "The database cannot be reached"}
+    for response in [await client.get("/health"), await client.get("/books"), await client.post("/books", json=HOBBIT)]:
+        assert response.status_code == 503
+        assert response.json() == {"detail": "The database cannot be reached, or is busy: try again in a few seconds"}
+        assert response.headers["retry-after"] == "5"
     await unreachable.dispose()
 
 
@@ -451,8 +472,10 @@ async def test_with_api_key_writes_need_the_key(
 ) -> None:
     created = await create(client)
     monkeypatch.setattr(main, "API_KEY", "s3cret")
+    json_headers = headers | {"Content-Type": "application/json"}
     for response in [
         await client.post("/books", json=book(isbn=None), headers=headers),
+        await client.post("/books", content="{not json", headers=json_headers),  # the key is checked first
         await client.patch(f"/books/{created['id']}", json={"year": 2000}, headers=headers),
         await client.delete(f"/books/{created['id']}", headers=headers),
     ]:
@@ -472,14 +495,32 @@ async def test_with_api_key_writes_succeed_with_it_and_reads_stay_open(
     assert (await client.delete(f"/books/{created['id']}", headers={"X-API-Key": "s3cret"})).status_code == 204
 
 
+@pytest.mark.parametrize("sent", ["clé", " clé", "clé\t"])  # spaces around a key are not part of it
+async def test_an_api_key_may_have_any_characters(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch, sent: str
+) -> None:
+    monkeypatch.setattr(main, "API_KEY", "clé")
+    response = await client.post("/books", json=HOBBIT, headers={"X-API-Key": sent.encode()})  # sent as UTF-8
+    assert response.status_code == 201
+
+
+def test_an_empty_api_key_refuses_to_start(tmp_path: Path) -> None:
+    result = run_python("import main", tmp_path, API_KEY="")
+    assert result.returncode == 1 and "API_KEY is set but empty" in result.stderr
+
+
 # --- Bodies that are too large, and errors that repeat nothing -------------------------------------------------------
 
 
-async def test_a_body_over_1_mib_is_413_and_stores_nothing(client: AsyncClient) -> None:
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_a_body_over_1_mib_is_413_and_changes_nothing(client: AsyncClient, method: str) -> None:
+    created = await create(client)
     huge = json.dumps(book(title="x" * 2_000_000))
-    response = await client.post("/books", content=huge, headers={"content-type": "application/json"})
+    url = "/books" if method == "POST" else f"/books/{created['id']}"
+    response = await client.request(method, url, content=huge, headers={"content-type": "application/json"})
     assert response.status_code == 413
-    assert await stored_books() == []
+    assert "1 MiB" in response.json()["detail"]
+    assert await stored_books() == [created]
 
 
 async def test_validation_errors_do_not_echo_the_input(client: AsyncClient) -> None:
@@ -536,13 +577,13 @@ async def test_every_error_a_route_can_answer_is_documented_with_an_example(clie
         for path, methods in schema["paths"].items()
         for method, operation in methods.items()
     }
-    assert errors == {
-        ("/books", "get"): {"422"},
-        ("/books", "post"): {"401", "409", "422"},
-        ("/books/{book_id}", "get"): {"404", "422"},
-        ("/books/{book_id}", "put"): {"401", "404", "409", "422"},
-        ("/books/{book_id}", "patch"): {"401", "404", "409", "422"},
-        ("/books/{book_id}", "delete"): {"401", "404", "422"},
+    assert errors == {  # and every route may answer 503 when the database cannot be used
+        ("/books", "get"): {"422", "503"},
+        ("/books", "post"): {"401", "409", "422", "503"},
+        ("/books/{book_id}", "get"): {"404", "422", "503"},
+        ("/books/{book_id}", "put"): {"401", "404", "409", "422", "503"},
+        ("/books/{book_id}", "patch"): {"401", "404", "409", "422", "503"},
+        ("/books/{book_id}", "delete"): {"401", "404", "422", "503"},
         ("/health", "get"): {"503"},
     }
     created = schema["paths"]["/books"]["post"]["responses"]["201"]["content"]["application/json"]["schema"]

@@ -298,7 +298,7 @@ WRITES = [
 
 
 @pytest.mark.parametrize(("method", "path", "body"), WRITES)
-@pytest.mark.parametrize("key", [None, "", "wrong", "s3cret ", "S3CRET", "ünïcode-kéy"])
+@pytest.mark.parametrize("key", [None, "", "wrong", "s3cret-", "s 3cret", "S3CRET", "ünïcode-kéy", "s3cret\u00a0"])
 async def test_with_api_key_writes_need_the_right_key(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch, method: str, path: str, body: Any, key: str | None
 ) -> None:
@@ -320,8 +320,20 @@ async def test_with_api_key_writes_succeed_with_it(
 ) -> None:
     await create(client, isbn=None)
     monkeypatch.setattr(main, "API_KEY", "s3cret")
-    response = await client.request(method, path, json=body, headers={"X-API-Key": "s3cret"})
-    assert response.status_code == expected
+    for key in ["s3cret", " s3cret", "s3cret ", "\ts3cret\t"]:  # spaces and tabs around a key are not part of it
+        response = await client.request(method, path, json=body, headers={"X-API-Key": key})
+        assert response.status_code == expected if key == "s3cret" else response.status_code != 401
+
+
+@pytest.mark.parametrize("key", ["clé", "ключ", "鍵", " clé ", "à"])  # "à" is UTF-8 C3 A0: A0 is no space to strip
+async def test_an_api_key_in_any_script_matches_what_a_client_sends_as_utf8(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch, key: str
+) -> None:
+    monkeypatch.setattr(main, "API_KEY", key)
+    response = await client.post("/books", json=HOBBIT, headers={"X-API-Key": key.strip().encode()})
+    assert response.status_code == 201
+    wrong = await client.post("/books", json=HOBBIT | {"isbn": None}, headers={"X-API-Key": (key + "x").encode()})
+    assert wrong.status_code == 401
 
 
 async def test_without_api_key_any_key_is_ignored(client: AsyncClient) -> None:
