@@ -533,16 +533,17 @@ def guard(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await app(scope, receive, send)
-        chunks, more = [b""], True
-        while more:
+        announced = int(dict(scope["headers"]).get(b"content-length", 0))  # the size a client may give in advance
+        chunks, more = [b""], announced <= MAX_BODY
+        while more and sum(map(len, chunks)) <= MAX_BODY:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-            if sum(map(len, chunks)) > MAX_BODY:
-                detail = "The body is over 1 MiB: send one book's fields only"
-                return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        if max(announced, sum(map(len, chunks))) > MAX_BODY:
+            detail = "The body is over 1 MiB: send one book's fields only"
+            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
         body: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
 
         async def replay() -> Message:

@@ -2,16 +2,19 @@
 
     python checks/hostile.py [--postgres URL]
 
-Every one must get a 4xx (never a 5xx, never a 2xx; a few valid searches for nasty text get their 200), the server
-must still be healthy afterwards, and the books stored before the barrage must be there unchanged, nothing added.
+Every one must get a 4xx (never a 5xx, never a 2xx; a few valid searches for nasty text get their 200) whose body is
+JSON of one shape, {"detail": ...}; no answer may redirect; the server must still be healthy afterwards, and the books
+stored before the barrage must be there unchanged, nothing added (bodies over 1 MiB go to every write of a real book).
 """
 
 import argparse
 import asyncio
 import json
+import socket
 import sys
 import time
-from typing import Any
+from contextlib import suppress
+from typing import Any, NamedTuple
 
 import httpx
 from common import Server, fresh_database, summary
@@ -33,7 +36,7 @@ def raw_field(name: str, raw: bytes) -> bytes:
 
 
 BAD_IDS = ["0", "-1", str(2**63), str(10**30), "1.5", "9" * 5000, "abc", "%00", "%ED%A0%80", "1e3", "0x10"]
-BAD_IDS += ["%D9%A1", "%20", "1;drop", "..%2F..%2Fetc%2Fpasswd"]
+BAD_IDS += ["%D9%A1", "%20", "1;drop", "..%2F..%2Fetc%2Fpasswd", "1_0", "1.0", "%201", "1%0A", "+1", "1/"]
 
 JSON = "application/json"
 BAD_BODIES: list[tuple[str, bytes, str]] = [
@@ -110,33 +113,57 @@ HARMLESS_QUERIES = [  # nasty text in a valid place: 200, and it must change not
 ]
 
 
+class Answer(NamedTuple):
+    status: int  # 0 if the server closed without answering
+    headers: dict[str, str]
+    body: bytes
+
+
 async def raw_request(
     port: int, method: str, target: str, body: bytes = b"", headers: dict[str, str] | None = None
-) -> int:
-    """Send one request as raw bytes; returns the status code (0 if the server closed without answering)."""
-    lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
-    lines += [f"{name}: {value}" for name, value in (headers or {}).items() if value]
-    if body or method in {"POST", "PUT", "PATCH"}:
-        lines.append(f"Content-Length: {len(body)}")
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+) -> Answer:
+    """Send one request as raw bytes (chunked if its headers say so) and read the whole answer."""
+    headers = {"Host": f"127.0.0.1:{port}", "Connection": "close"} | (headers or {})
+    if "Transfer-Encoding" not in headers and (body or method in {"POST", "PUT", "PATCH"}):
+        headers["Content-Length"] = str(len(body))
+    lines = [f"{method} {target} HTTP/1.1"] + [f"{name}: {value}" for name, value in headers.items() if value]
+    if "Transfer-Encoding" in headers:  # in chunks of 64 KiB, with no total given in advance
+        body = b"".join(
+            b"%x\r\n%s\r\n" % (len(c), c) for c in (body[i : i + 2**16] for i in range(0, len(body), 2**16))
+        )
+        body += b"0\r\n\r\n"
+    loop = asyncio.get_running_loop()
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setblocking(False)
+
+        async def send_body() -> None:  # while the answer is read: the server may answer before it has read it all
+            with suppress(OSError):
+                await loop.sock_sendall(sock, body)
+
+        await loop.sock_sendall(sock, "\r\n".join(lines).encode("latin-1") + b"\r\n\r\n")
+        sending = asyncio.create_task(send_body())
+        received = b""
+        with suppress(OSError):  # a reset after the answer (the server closed with the body unread) ends it too
+            while chunk := await asyncio.wait_for(loop.sock_recv(sock, 2**16), 60):
+                received += chunk
+        sending.cancel()
+    head, _, answer_body = received.partition(b"\r\n\r\n")
+    if not head:
+        return Answer(0, {}, b"")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    answer_headers = dict(line.lower().split(": ", 1) for line in header_lines if ": " in line)
+    return Answer(int(status_line.split()[1]), answer_headers, answer_body)
+
+
+def one_shape(answer: Answer) -> bool:
+    """Whether the body is JSON of the shape every error has: {"detail": ...}. The exception is uvicorn's own answer
+    to a request it cannot parse as HTTP (such as an unknown method), which never reaches the app."""
+    if answer.status == 400 and answer.body == b"Invalid HTTP request received.":
+        return True
     try:
-        writer.write("\r\n".join(lines).encode("latin-1") + b"\r\n\r\n")
-        if len(body) > 2**20:  # the server should refuse this from its Content-Length alone, before the body
-            try:
-                return parse_status(await asyncio.wait_for(reader.readline(), 2))
-            except TimeoutError:
-                pass  # it is waiting for the body after all: send it, and take whatever answer comes
-        writer.write(body)
-        await writer.drain()
-        return parse_status(await asyncio.wait_for(reader.readline(), 60))
-    except ConnectionError:
-        return 0
-    finally:
-        writer.close()
-
-
-def parse_status(status_line: bytes) -> int:
-    return int(status_line.split()[1]) if status_line else 0
+        return answer.headers.get("content-type") == "application/json" and set(json.loads(answer.body)) == {"detail"}
+    except (ValueError, TypeError):
+        return False
 
 
 def requests_to_try(book_id: int) -> list[tuple[str, str, str, bytes, dict[str, str]]]:
@@ -156,6 +183,13 @@ def requests_to_try(book_id: int) -> list[tuple[str, str, str, bytes, dict[str, 
         tried.append(("method", method, path, b"", {}))
     tried.append(("method", "DELETE", "/books", b"", {}))
     tried.append(("dot segments", "GET", "/books/1/../../etc/passwd", b"", {}))
+    tried.append(("host header", "GET", f"/books/{book_id}/", b"", {"Host": "evil.example"}))
+    tried.append(("no route", "GET", "/nothing-here", b"", {}))
+    huge = body_with(title="x" * 2**21)
+    for encoding in ({"Content-Type": JSON}, {"Content-Type": JSON, "Transfer-Encoding": "chunked"}):
+        for method, path in (("POST", "/books"), ("PUT", f"/books/{book_id}"), ("PATCH", f"/books/{book_id}")):
+            tried.append((f"2 MiB body {encoding}", method, path, huge, encoding))
+        tried.append((f"2 MiB body {encoding}", "DELETE", f"/books/{book_id}", huge, encoding))
     return tried
 
 
@@ -169,17 +203,22 @@ async def run(port: int, base_url: str) -> dict[str, Any]:
             for label, m, t, b, h in requests_to_try(ids[1])
         ]
         answered = [(f"GET /books?{q[:40]}", await raw_request(port, "GET", f"/books?{q}")) for q in HARMLESS_QUERIES]
+        not_json = [(r, a.status) for r, a in refused if not one_shape(a)]
+        redirected = [(r, a.status) for r, a in refused + answered if "location" in a.headers]
 
         alive = (await client.get("/health")).status_code == 200
         after = (await client.get("/books", params={"limit": 100})).json()
 
-    wrong = [(r, s) for r, s in refused if not 400 <= s < 500] + [(r, s) for r, s in answered if s != 200]
-    for request, status in wrong[:10]:
+    wrong = [(r, a.status) for r, a in refused if not 400 <= a.status < 500]
+    wrong += [(r, a.status) for r, a in answered if a.status != 200]
+    for request, status in (wrong + not_json + redirected)[:10]:
         print(f"   {status}  {request}")
     return {
         "tried": len(refused) + len(answered),
-        "5xx": sum(status >= 500 for _, status in refused + answered),
+        "5xx": sum(a.status >= 500 for _, a in refused + answered),
         "unexpected": len(wrong),
+        "errors_not_json": len(not_json),
+        "redirects": len(redirected),
         "alive_after": alive,
         "rows_unchanged": before == after,
     }
@@ -197,6 +236,8 @@ def main() -> int:
     ok = (
         figures["5xx"] == 0
         and figures["unexpected"] == 0
+        and figures["errors_not_json"] == 0
+        and figures["redirects"] == 0
         and figures["alive_after"]
         and figures["rows_unchanged"]
         and figures["server_tracebacks"] == 0
