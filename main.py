@@ -139,7 +139,8 @@ def to_isbn13(value: str) -> str:
 OneLine, NFC = AfterValidator(one_line), BeforeValidator(nfc)
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine, NFC]
 Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), OneLine, NFC]
-Year = Annotated[int, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR), BeforeValidator(digits)]  # 1..9999
+WholeNumber = Annotated[int, BeforeValidator(digits)]
+Year = Annotated[WholeNumber, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR)]  # 1..9999, Python's datetime range
 StrictYear = Annotated[Year, Field(strict=True)]  # in a JSON body, "1937", 1937.0 and true are not years
 SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), OneLine, NFC]
 Isbn = Annotated[str, AfterValidator(to_isbn13)]
@@ -192,8 +193,8 @@ class BookQuery(BaseModel):
     year_from: Year | None = Field(None, description="Earliest year, inclusive")
     year_to: Year | None = Field(None, description="Latest year, inclusive")
     sort: SortKey = Field("id", description="Field to sort by; a leading '-' sorts in descending order")
-    limit: int = Field(20, ge=1, le=100, description="Books per page")
-    offset: int = Field(0, ge=0, le=2**63 - 1, description="Books to skip before the page starts")
+    limit: WholeNumber = Field(20, ge=1, le=100, description="Books per page")
+    offset: WholeNumber = Field(0, ge=0, le=2**63 - 1, description="Books to skip before the page starts")
 
 
 class Error(BaseModel):  # the body of every error but 422, whose `detail` lists each rule broken
@@ -251,7 +252,7 @@ async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) 
 
 reads = APIRouter(prefix="/books", tags=["books"])  # the book routes, added to the app below
 writes = APIRouter(prefix="/books", tags=["books"], dependencies=[Depends(require_api_key)], responses=NO_KEY)
-BookId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The book's id"), BeforeValidator(digits)]
+BookId = Annotated[WholeNumber, Path(ge=1, le=2**63 - 1, description="The book's id, as the database assigned it")]
 
 
 def duplicate(isbn: str | None) -> HTTPException:

@@ -8,6 +8,7 @@
 Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own SQLite file, which its
 own start-up creates and the bench then fills with the same N books:
 - `main`: main.py, the app being measured;
+- `h11`: main.py with uvicorn's h11 parser instead of httptools, as `python main.py` runs it;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
 - any `--peer NAME=DIR`: the main.py in DIR (another version, or main.py with one change: an A/B).
@@ -36,13 +37,14 @@ from pathlib import Path
 import httpx
 from common import ROOT, Server, isbn13
 
-APPS = {  # name: (folder uvicorn imports from, app)
-    "main": (ROOT, "main:app"),
-    "raw": (ROOT / "checks", "ceiling_raw:app"),
-    "bare": (ROOT / "checks", "ceiling_bare:app"),
+APPS = {  # name: (folder uvicorn imports from, app, HTTP parser)
+    "main": (ROOT, "main:app", "httptools"),
+    "h11": (ROOT, "main:app", "h11"),
+    "raw": (ROOT / "checks", "ceiling_raw:app", "httptools"),
+    "bare": (ROOT / "checks", "ceiling_bare:app", "httptools"),
 }
 SCENARIOS = ["get_by_id", "list", "list_q", "list_sort", "list_title", "post", "patch", "mixed"]
-UVICORN = ["--loop", "uvloop", "--http", "httptools"]
+UVICORN = ["--loop", "uvloop", "--http"]
 
 LUA = r"""
 local rows, run = {rows}, {run}
@@ -217,9 +219,9 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
     servers = {}
     try:
         for app in args.apps:
-            app_dir, target = args.known[app]
+            app_dir, target, http = args.known[app]
             database = folder / f"{app}-{rows}.db"
-            server = Server(f"sqlite+aiosqlite:///{database}", app=target, app_dir=app_dir, extra_args=UVICORN)
+            server = Server(f"sqlite+aiosqlite:///{database}", app=target, app_dir=app_dir, extra_args=[*UVICORN, http])
             servers[app] = server.start()
             if database.exists():  # `bare` has no database
                 fill(database, rows)
@@ -294,8 +296,8 @@ def main_() -> int:
     args.known = dict(APPS)
     for peer in args.peer:
         name, _, folder = peer.partition("=")
-        args.known[name] = (Path(folder).resolve(), "main:app")
-    args.apps = args.apps or list(args.known)
+        args.known[name] = (Path(folder).resolve(), "main:app", "httptools")
+    args.apps = args.apps or [app for app in args.known if app != "h11"]
     if unknown := set(args.apps) - set(args.known):
         parser.error(f"unknown apps {sorted(unknown)}; give them with --peer NAME=DIR")
     if args.smoke:

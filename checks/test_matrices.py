@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import AsyncClient
+from httpx import ASGITransport, AsyncClient
 from sqlalchemy import inspect, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
@@ -198,7 +198,7 @@ async def test_put_without_isbn_clears_it(client: AsyncClient) -> None:
 
 # --- Every bad id, on every route that takes one ---------------------------------------------------------------------
 
-BAD_IDS = ["0", "-1", str(2**63), str(10**30), "abc", "1.5", "9" * 5000]
+BAD_IDS = ["0", "-1", str(2**63), str(10**30), "abc", "1.5", "9" * 5000, "1_0", "1.0", "+1", "%201", "1%0A", "%D9%A1"]
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
@@ -242,6 +242,10 @@ async def test_the_largest_id_is_a_plain_404(client: AsyncClient, method: str) -
         ("q", "x" * 201),
         ("q", "nul\u0000"),
         ("author", "x" * 201),
+        ("limit", "1_0"),
+        ("offset", " 1"),
+        ("year_from", "+1937"),
+        ("q", "a\u2029b"),
     ],
 )
 async def test_bad_list_parameters_are_422(client: AsyncClient, param: str, value: Any) -> None:
@@ -420,6 +424,57 @@ async def test_a_body_of_exactly_1_mib_is_parsed(client: AsyncClient) -> None:
     assert response.json()["title"] == "x"
 
 
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+async def test_a_streamed_body_over_1_mib_is_413_on_every_write_and_changes_nothing(
+    client: AsyncClient, method: str
+) -> None:
+    created = await create(client)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the size shows only as the body arrives
+        for _ in range(20):
+            yield b"x" * 100_000
+
+    url = "/books" if method == "POST" else f"/books/{created['id']}"
+    response = await client.request(method, url, content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413
+    assert await stored_books() == [created]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content", "status", "words"),
+    [
+        ("GET", "/nothing", None, 404, "/docs"),
+        ("GET", "/books/", None, 404, "/docs"),
+        ("PUT", "/books", None, 405, "Allow header"),
+        ("POST", "/books", b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
+    ],
+)
+async def test_errors_from_fastapi_itself_say_what_to_do(
+    client: AsyncClient, method: str, path: str, content: bytes | None, status: int, words: str
+) -> None:
+    response = await client.request(method, path, content=content, headers={"content-type": "application/json"})
+    assert response.status_code == status
+    assert words in response.json()["detail"]
+
+
+@pytest.mark.parametrize("sent", ["\u200b", "\u202e", "\u2060\u00a0", "a\u2028b", "\ufeff"])
+async def test_text_without_a_visible_character_or_with_line_separators_is_refused(
+    client: AsyncClient, sent: str
+) -> None:
+    for field in ("title", "author"):
+        response = await client.post("/books", json=book(**{field: sent}))
+        assert response.status_code == 422
+    assert await stored_books() == []
+
+
+async def test_a_patch_stores_nfc_too_and_the_author_filter_finds_either_spelling(client: AsyncClient) -> None:
+    created = await create(client, isbn=None)
+    response = await client.patch(f"/books/{created['id']}", json={"author": "Bronte\u0308"})
+    assert response.json()["author"] == "Bront\u00eb"
+    for spelling in ("Bront\u00eb", "Bronte\u0308", "BRONTË"):
+        assert len((await client.get("/books", params={"author": spelling})).json()) == 1
+
+
 async def test_a_percent_encoded_surrogate_in_q_is_harmless(client: AsyncClient) -> None:
     await create(client)
     response = await client.get("/books?q=%ED%A0%80&author=%ED%A0%80")
@@ -433,6 +488,91 @@ async def test_head_on_every_get_route(client: AsyncClient, path: str) -> None:
     get, head = await client.get(path), await client.head(path)
     assert head.status_code == get.status_code == 200
     assert head.headers["content-type"] == get.headers["content-type"]
+
+
+# --- When the database, not the request, is at fault: 503, saying why -----------------------------------------------
+
+
+def session_on(engine: Any) -> Any:
+    """A replacement for main.get_session, on another engine (see app.dependency_overrides in test_main.py)."""
+
+    async def get_session() -> AsyncIterator[Any]:
+        async with async_sessionmaker(engine, expire_on_commit=False)() as session:
+            yield session
+
+    return get_session
+
+
+async def test_a_read_only_database_serves_reads_and_refuses_writes_with_503(client: AsyncClient, db_url: str) -> None:
+    created = await create(client)
+    if main.engine.dialect.name == "sqlite":  # SQLite's own read-only mode, as for a file the server may not write
+        read_only = create_async_engine(f"sqlite+aiosqlite:///file:{main.engine.url.database}?mode=ro&uri=true")
+    else:  # a PostgreSQL replica, or a database set read-only, says the same
+        read_only = create_async_engine(
+            db_url, connect_args={"server_settings": {"default_transaction_read_only": "on"}}
+        )
+    main.app.dependency_overrides[main.get_session] = session_on(read_only)
+    assert (await client.get(f"/books/{created['id']}")).status_code == 200
+    for response in [
+        await client.post("/books", json=book(isbn=None)),
+        await client.patch(f"/books/{created['id']}", json={"year": 1}),
+        await client.delete(f"/books/{created['id']}"),
+    ]:
+        assert response.status_code == 503
+        assert "read-only" in response.json()["detail"] and "retry-after" not in response.headers
+    await read_only.dispose()
+    assert await stored_books() == [created]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [main.exc.TimeoutError("QueuePool limit reached"), ConnectionRefusedError(111, "Connect call failed")],
+)
+async def test_a_full_pool_or_a_refused_connection_is_503_with_retry_after(
+    client: AsyncClient, error: Exception
+) -> None:
+    async def failing_session() -> AsyncIterator[Any]:
+        raise error
+        yield
+
+    main.app.dependency_overrides[main.get_session] = failing_session
+    response = await client.get("/books")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5" and "try again" in response.json()["detail"]
+
+
+async def test_a_bug_is_a_json_500(client: AsyncClient) -> None:
+    async def buggy_session() -> AsyncIterator[Any]:
+        raise RuntimeError("a bug")
+        yield
+
+    main.app.dependency_overrides[main.get_session] = buggy_session
+    transport = ASGITransport(main.app, raise_app_exceptions=False)
+    async with AsyncClient(transport=transport, base_url="http://test") as buggy:
+        response = await buggy.get("/books")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Internal server error: the server's log says what went wrong"}
+
+
+@SQLITE_ONLY
+async def test_a_deleted_database_file_is_503_until_a_restart(client: AsyncClient) -> None:
+    await create(client)
+    for suffix in ("", "-wal", "-shm"):
+        await asyncio.to_thread(Path(f"{main.engine.url.database}{suffix}").unlink)
+    for _ in range(3):  # each time: the connection is replaced, and a new file may get the old one's inode number
+        for response in [await client.get("/health"), await client.post("/books", json=book(isbn=None))]:
+            assert response.status_code == 503
+            assert "deleted or replaced: restart the API" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "70000", "80.5", "٨٠"])
+def test_python_main_py_says_what_a_port_is(port: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PORT": port}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"PORT={port!r} is not a port number" in result.stderr
 
 
 # --- Start-up, settings and the machinery under the API --------------------------------------------------------------
