@@ -444,7 +444,7 @@ async def test_a_streamed_body_over_1_mib_is_413_on_every_write_and_changes_noth
     ("method", "path", "content", "status", "words"),
     [
         ("GET", "/nothing", None, 404, "/docs"),
-        ("GET", "/books/", None, 404, "/docs"),
+        ("GET", "/books/", None, 404, "/docs"),  # not a redirect, which would be built from the Host header
         ("PUT", "/books", None, 405, "Allow header"),
         ("POST", "/books", b"[" * 100_000 + b"]" * 100_000, 400, "JSON"),
     ],
@@ -452,8 +452,9 @@ async def test_a_streamed_body_over_1_mib_is_413_on_every_write_and_changes_noth
 async def test_errors_from_fastapi_itself_say_what_to_do(
     client: AsyncClient, method: str, path: str, content: bytes | None, status: int, words: str
 ) -> None:
-    response = await client.request(method, path, content=content, headers={"content-type": "application/json"})
-    assert response.status_code == status
+    headers = {"content-type": "application/json", "host": "evil.example"}
+    response = await client.request(method, path, content=content, headers=headers)
+    assert response.status_code == status and "location" not in response.headers
     assert words in response.json()["detail"]
 
 
@@ -563,6 +564,17 @@ async def test_a_deleted_database_file_is_503_until_a_restart(client: AsyncClien
         for response in [await client.get("/health"), await client.post("/books", json=book(isbn=None))]:
             assert response.status_code == 503
             assert "deleted or replaced: restart the API" in response.json()["detail"]
+
+
+def test_an_empty_api_key_refuses_to_start(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import main"],
+        cwd=ROOT,
+        env={**os.environ, "API_KEY": " "},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and "API_KEY is set but empty" in result.stderr
 
 
 @pytest.mark.parametrize("port", ["abc", "0", "70000", "80.5", "٨٠"])
@@ -682,6 +694,18 @@ async def test_every_operation_has_a_summary_a_description_and_examples(client: 
                 name = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].split("/")[-1]
                 assert schema["components"]["schemas"][name]["examples"], (path, method)
     assert "Try it out" in schema["info"]["description"]
+
+
+async def test_demo_books_fill_an_empty_table_and_nothing_else(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main, "DEMO_BOOKS", True)
+    async with main.lifespan(main.app):
+        listed_books = (await client.get("/books", params={"limit": 100})).json()
+    assert [b["title"] for b in listed_books] == [title for title, *_ in main.DEMO]
+    assert (await client.get("/books", params={"q": "brontë"})).json()[0]["author"] == "Charlotte Brontë"
+    async with main.lifespan(main.app):  # a table with books is never touched
+        assert len(await stored_books()) == len(main.DEMO)
 
 
 async def test_demo_books_are_off_by_default(client: AsyncClient) -> None:
