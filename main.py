@@ -497,14 +497,13 @@ async def http_error(request: Request, error: StarletteHTTPException) -> JSONRes
 async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
     """503 when the database, not the request, is at fault, saying why, with Retry-After (seconds) when waiting may be
     enough. The API recovers by itself: the pool opens a new connection once the database answers again."""
-    message = str(getattr(error, "orig", error))
+    message, retry = str(getattr(error, "orig", error)), {}
+    outage = isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError)
     if isinstance(error, DatabaseReplaced):
-        detail, retry = message, {}
+        detail = message
     elif "readonly" in message or "read-only" in message:
-        detail, retry = "The database is read-only: reads work, writes fail until the server may write to it", {}
-    elif isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError) or getattr(
-        error, "connection_invalidated", False
-    ):
+        detail = "The database is read-only: reads work, writes fail until the server may write to it"
+    elif outage or getattr(error, "connection_invalidated", False):
         detail, retry = UNREACHABLE, {"Retry-After": "5"}
     else:
         raise error  # not an outage but a bug: a 500 (server_error), and the server logs the traceback
