@@ -48,7 +48,7 @@ DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen 
 
 # --- Engine and session: the engine keeps a pool of connections; a session is one unit of work ----------------------
 
-try:
+try:  # (on SQLite, the last section replaces this engine with one that keeps a single connection)
     engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO)
 except (exc.ArgumentError, exc.InvalidRequestError, ImportError) as error:  # a URL SQLAlchemy cannot use
     sys.exit(
@@ -134,8 +134,8 @@ def to_isbn13(value: str) -> str:
     return isbn
 
 
-# Title and author are normalised (nfc runs first), lose surrounding spaces, then must have 1 to 200 (or 100)
-# characters, all on one line.
+# Title and author are normalised by nfc, lose surrounding spaces, then must have 1 to 200 (or 100) characters, all
+# on one line. (Each rule in Annotated wraps the ones before it, so NFC, a BeforeValidator listed last, runs first.)
 OneLine, NFC = AfterValidator(one_line), BeforeValidator(nfc)
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine, NFC]
 Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), OneLine, NFC]
