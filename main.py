@@ -111,9 +111,16 @@ def nfc(value: Any) -> Any:
 def one_line(value: str) -> str:
     if re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
         raise ValueError("must be one line of text, without control characters such as NUL or newline")
-    if value and all(unicodedata.category(c).startswith(("C", "Z")) for c in value):
+    if value and not any(visible(c) for c in value):
         raise ValueError("must contain a visible character, not only invisible ones such as zero-width spaces")
     return value
+
+
+def visible(c: str) -> bool:
+    """A letter, number, punctuation mark or symbol, or one this Python's Unicode does not know yet (a new emoji)."""
+    if c in "\u115f\u1160\u2800\u3164\uffa0":  # Hangul fillers and blank braille: letters and symbols that show nothing
+        return False
+    return unicodedata.category(c)[0] in "LNPS" or unicodedata.category(c) == "Cn"
 
 
 def digits(value: Any) -> Any:
@@ -356,9 +363,9 @@ app.include_router(writes)
 
 @app.get("/health", tags=["health"])
 async def health(session: SessionDep) -> dict[str, str]:
-    """Whether the API can use its database: 200 once it answered `SELECT 1`. If it cannot, the error becomes a 503
-    saying why (`database_unavailable`, in the last section), as it does on every route."""
-    await session.scalar(select(1))
+    """Whether the API can use its database: 200 once it has read from the books table. If it cannot, the error
+    becomes a 503 saying why (`database_unavailable`, in the last section), as it does on every route."""
+    await session.scalar(select(BookModel.id).limit(1))
     return {"status": "ok"}
 
 
@@ -388,10 +395,11 @@ if engine.dialect.name == "sqlite":
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "checkout")
+    @event.listens_for(engine.sync_engine, "commit")
     def same_file(*_: Any) -> None:
         """SQLite goes on writing to an open database file after it was deleted or replaced (`rm books.db`), and those
-        writes vanish with it. So before each use of the connection, check that the file is still the one opened at
-        start-up (a `stat`, a few microseconds); if not, refuse every request until a restart opens the new one."""
+        writes vanish with it. So before each use of the connection and each commit, check that the file is still the
+        one opened at start-up (a `stat`, a few microseconds); if not, refuse every request until a restart."""
         if getattr(app.state, "database_file", None) not in (None, sqlite_file()):
             app.state.database_file = ()  # matches no file, not even a new one given the old one's inode number
             raise DatabaseReplaced(f"The database file {engine.url.database} was deleted or replaced: restart the API")
@@ -425,7 +433,7 @@ def sqlite_file() -> tuple[int, int] | None:
     """The file now at SQLite's path, as its device and inode numbers; None if there is none (or no SQLite)."""
     with suppress(OSError, TypeError):
         if engine.dialect.name == "sqlite":
-            stat = os.stat(engine.url.database)  # type: ignore[arg-type]
+            stat = os.stat(engine.url.database.removeprefix("file:"))  # type: ignore[union-attr]
             return stat.st_dev, stat.st_ino
     return None
 
@@ -465,11 +473,8 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
     """422, saying where (`loc`) and what (`msg`) is wrong. Unlike FastAPI's default it does not echo the input back,
     which may not even be expressible in JSON (a lone surrogate, 1e400); text in `loc` loses such characters too.
     A write is checked for its API key first, so a client without the key learns nothing about what it sent."""
-    if request.method != "GET":
-        try:
-            await require_api_key(request.headers.get("X-API-Key"))
-        except HTTPException as refused:
-            return await http_error(request, refused)
+    if refused := await refused_without_key(request):
+        return refused
     problems = [{"type": e["type"], "loc": [safe(part) for part in e["loc"]], "msg": e["msg"]} for e in error.errors()]
     if "json" not in request.headers.get("content-type", "") and [p["loc"] for p in problems] == [["body"]]:
         problems[0]["msg"] = "Send the body as JSON, with the header Content-Type: application/json"
@@ -480,16 +485,28 @@ def safe(part: int | str) -> int | str:
     return part if isinstance(part, int) else part.encode(errors="replace").decode()
 
 
+async def refused_without_key(request: Request) -> JSONResponse | None:
+    """For a write whose body was refused (422, or 400 if it is not even JSON): the 401 if its API key is wrong."""
+    try:
+        if request.method != "GET":
+            await require_api_key(request.headers.get("X-API-Key"))
+    except HTTPException as refused:
+        return JSONResponse({"detail": refused.detail}, refused.status_code, headers=refused.headers)
+    return None
+
+
 BETTER_DETAIL = {  # Starlette's and FastAPI's own error texts, and what to tell a client instead
     "Not Found": "No such route: /docs lists them all (no path ends with a slash)",
     "Method Not Allowed": "This route does not take this method: the Allow header lists those it takes",
-    "There was an error parsing the body": "The body cannot be read as JSON (nested too deeply?): send a book as JSON",
+    "There was an error parsing the body": "The body cannot be read as JSON (not UTF-8, or nested too deeply?)",
 }
 
 
 @app.exception_handler(StarletteHTTPException)
 async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
     """Every HTTPException, FastAPI's as well as ours, as {"detail": ...}, saying what to do where FastAPI does not."""
+    if error.status_code == 400 and (refused := await refused_without_key(request)):
+        return refused
     detail = BETTER_DETAIL.get(error.detail, error.detail)
     return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
 
@@ -503,6 +520,8 @@ async def database_unavailable(request: Request, error: Exception) -> JSONRespon
         detail = message
     elif "readonly" in message or "read-only" in message:
         detail = "The database is read-only: reads work, writes fail until the server may write to it"
+    elif type(error) is exc.DatabaseError:  # SQLite: "file is not a database", "database disk image is malformed"
+        detail = f"The database file is damaged ({message}): restore it from a copy"
     elif outage or getattr(error, "connection_invalidated", False):
         detail, retry = UNREACHABLE, {"Retry-After": "5"}
     else:
@@ -543,7 +562,8 @@ def guard(app: ASGIApp) -> ASGIApp:
             more = message.get("more_body", False)
         if max(announced, sum(map(len, chunks))) > MAX_BODY:
             detail = "The body is over 1 MiB: send one book's fields only"
-            return await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+            closing = {"Connection": "close"}  # the rest of the body, unread, must not be taken for a next request
+            return await JSONResponse({"detail": detail}, 413, headers=closing)(scope, receive, send)
         body: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
 
         async def replay() -> Message:
@@ -561,8 +581,10 @@ app.add_middleware(guard)
 if __name__ == "__main__":  # python main.py: the server for real use (README, "Running it for real")
     import uvicorn
 
-    port = os.getenv("PORT", "8000")
+    port, workers = os.getenv("PORT", "8000"), os.getenv("WEB_CONCURRENCY", "1")
     if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         sys.exit(f"PORT={port!r} is not a port number: use one from 1 to 65535, such as PORT=8000")
-    # h11 rather than httptools: it refuses a request whose headers pass 16 KiB, where httptools keeps reading.
-    uvicorn.run("main:app", host=os.getenv("HOST", "127.0.0.1"), port=int(port), http="h11")
+    if not (workers.isascii() and workers.isdigit() and int(workers) > 0):
+        sys.exit(f"WEB_CONCURRENCY={workers!r} is not a number of server processes: use one such as 2")
+    # h11 rather than httptools: it stops reading a request head that has not ended after 16 KiB; httptools reads on.
+    uvicorn.run("main:app", host=os.getenv("HOST", "127.0.0.1"), port=int(port), http="h11", workers=int(workers))

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient
-from sqlalchemy import inspect, text
+from sqlalchemy import event, inspect, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
 import main
@@ -458,7 +458,21 @@ async def test_errors_from_fastapi_itself_say_what_to_do(
     assert words in response.json()["detail"]
 
 
-@pytest.mark.parametrize("sent", ["\u200b", "\u202e", "\u2060\u00a0", "a\u2028b", "\ufeff"])
+INVISIBLE = [
+    "\u200b",
+    "\u202e",
+    "\u2060\u00a0",
+    "\ufeff",
+    "\u3164",
+    "\uffa0",
+    "\u115f\u1160",
+    "\u2800",
+    "\u034f",
+    "\ufe0f",
+]
+
+
+@pytest.mark.parametrize("sent", [*INVISIBLE, "\U000e0100", "\u180b", "\u17b4", " \u3164 ", "a\u2028b"])
 async def test_text_without_a_visible_character_or_with_line_separators_is_refused(
     client: AsyncClient, sent: str
 ) -> None:
@@ -466,6 +480,12 @@ async def test_text_without_a_visible_character_or_with_line_separators_is_refus
         response = await client.post("/books", json=book(**{field: sent}))
         assert response.status_code == 422
     assert await stored_books() == []
+
+
+@pytest.mark.parametrize("sent", ["\U0001fae8", "\U0002ebf0", "鍵", "ب", "e\u0301", "\u00a7", "7", "?"])
+async def test_any_visible_character_will_do(client: AsyncClient, sent: str) -> None:
+    response = await client.post("/books", json=book(title=sent, isbn=None))
+    assert response.status_code == 201, response.text
 
 
 async def test_a_patch_stores_nfc_too_and_the_author_filter_finds_either_spelling(client: AsyncClient) -> None:
@@ -542,6 +562,36 @@ async def test_a_full_pool_or_a_refused_connection_is_503_with_retry_after(
     assert response.headers["retry-after"] == "5" and "try again" in response.json()["detail"]
 
 
+async def test_a_damaged_database_file_is_503_saying_so(client: AsyncClient) -> None:
+    async def damaged_session() -> AsyncIterator[Any]:
+        raise main.exc.DatabaseError("SELECT", {}, Exception("file is not a database"))
+        yield
+
+    main.app.dependency_overrides[main.get_session] = damaged_session
+    response = await client.get("/health")
+    assert response.status_code == 503 and "damaged" in response.json()["detail"]
+
+
+async def test_without_the_api_key_a_body_that_is_not_even_json_is_401(
+    client: AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(main, "API_KEY", "s3cret")
+    for body in [b"[" * 5000 + b"]" * 5000, "caf\u00e9".encode("latin-1"), b"{not json"]:
+        response = await client.post("/books", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 401
+
+
+@SQLITE_ONLY
+async def test_a_write_is_not_acknowledged_when_the_file_is_deleted_while_it_waits(client: AsyncClient) -> None:
+    def delete_the_file(*_: Any) -> None:  # as the INSERT runs: after the connection was checked out, before commit
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{main.engine.url.database}{suffix}").unlink(missing_ok=True)
+
+    event.listen(main.engine.sync_engine, "before_cursor_execute", delete_the_file, once=True)
+    response = await client.post("/books", json=book())
+    assert response.status_code == 503 and "deleted or replaced" in response.json()["detail"]
+
+
 async def test_a_bug_is_a_json_500(client: AsyncClient) -> None:
     async def buggy_session() -> AsyncIterator[Any]:
         raise RuntimeError("a bug")
@@ -577,14 +627,14 @@ def test_an_empty_api_key_refuses_to_start(tmp_path: Path) -> None:
     assert result.returncode == 1 and "API_KEY is set but empty" in result.stderr
 
 
-@pytest.mark.parametrize("port", ["abc", "0", "70000", "80.5", "٨٠"])
-def test_python_main_py_says_what_a_port_is(port: str, tmp_path: Path) -> None:
-    env = {**os.environ, "PORT": port}
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "main.py")], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 1
-    assert f"PORT={port!r} is not a port number" in result.stderr
+@pytest.mark.parametrize(
+    ("name", "value"), [("PORT", v) for v in ["abc", "0", "70000", "80.5", "٨٠"]] + [("WEB_CONCURRENCY", "abc")]
+)
+def test_python_main_py_says_what_a_port_or_a_number_of_processes_is(name: str, value: str) -> None:
+    env = {**os.environ, name: value}
+    command = [sys.executable, str(ROOT / "main.py")]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stderr.startswith(f"{name}={value!r} is not a")
 
 
 # --- Start-up, settings and the machinery under the API --------------------------------------------------------------
