@@ -4,8 +4,9 @@
 
 1. Ten clients at once each send a request whose header is 50 MiB. `python main.py` runs uvicorn with its h11
    parser, which gives up on a request head that has not ended after 16 KiB (a head that arrives whole in one read of
-   the socket may be larger): each is answered 400 or closed, the server's memory stays flat, and /health answers. (With httptools, uvicorn's default and `uvicorn main:app`, the server
-   reads every byte: `--uvicorn` shows it, which is why `python main.py` does not use it.)
+   the socket may be larger): each is answered 400 or closed, the server's memory stays flat, and /health answers.
+   (With httptools, uvicorn's default and `uvicorn main:app`, the server reads every byte: `--uvicorn` shows it,
+   which is why `python main.py` does not use it.)
 2. Many clients open a connection, send half a request head and go silent. uvicorn has no timeout for a request
    head, so it holds them until the client leaves; each holds a file descriptor, and past the process's limit
    (`ulimit -n`, often 1024) new clients are refused. This part is reported, not asserted: closing slow clients is the
