@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import aiosqlite
 from fastapi import FastAPI, HTTPException, Query, Response
-from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 
 import main
 
@@ -35,8 +34,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 app = FastAPI(lifespan=lifespan)
-app.add_middleware(RequestBodyLimitMiddleware, max_body_size=1024 * 1024)
-app.add_middleware(main.head_as_get)
+app.add_middleware(main.guard)  # the body-size limit and HEAD, as main.py has them
 
 
 @app.get("/health")
