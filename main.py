@@ -471,18 +471,14 @@ if API_KEY is not None and not API_KEY.strip():
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
     """422, saying where (`loc`) and what (`msg`) is wrong. Unlike FastAPI's default it does not echo the input back,
-    which may not even be expressible in JSON (a lone surrogate, 1e400); text in `loc` loses such characters too.
+    which may not even be expressible in JSON (1e400 is a 500 in FastAPI's own handler).
     A write is checked for its API key first, so a client without the key learns nothing about what it sent."""
     if refused := await refused_without_key(request):
         return refused
-    problems = [{"type": e["type"], "loc": [safe(part) for part in e["loc"]], "msg": e["msg"]} for e in error.errors()]
+    problems = [{"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"]} for e in error.errors()]
     if "json" not in request.headers.get("content-type", "") and [p["loc"] for p in problems] == [["body"]]:
         problems[0]["msg"] = "Send the body as JSON, with the header Content-Type: application/json"
     return JSONResponse({"detail": problems}, status_code=422)
-
-
-def safe(part: int | str) -> int | str:
-    return part if isinstance(part, int) else part.encode(errors="replace").decode()
 
 
 async def refused_without_key(request: Request) -> JSONResponse | None:
@@ -511,21 +507,25 @@ async def http_error(request: Request, error: StarletteHTTPException) -> JSONRes
     return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
 
 
+# What the databases say when they are busy or cannot be reached; any other error of theirs is a bug (a 500).
+OUTAGE_WORDS = ("unable to open database", "database is locked", "disk I/O error", "starting up", "too many clients")
+
+
 async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
     """503 when the database, not the request, is at fault, saying why, with Retry-After (seconds) when waiting may be
     enough. The API recovers by itself: the pool opens a new connection once the database answers again."""
     message, retry = str(getattr(error, "orig", error)), {}
-    outage = isinstance(error, exc.OperationalError | exc.InterfaceError | exc.TimeoutError | OSError)
+    lost = isinstance(error, exc.TimeoutError | OSError) or getattr(error, "connection_invalidated", False)
     if isinstance(error, DatabaseReplaced):
         detail = message
     elif "readonly" in message or "read-only" in message:
         detail = "The database is read-only: reads work, writes fail until the server may write to it"
     elif type(error) is exc.DatabaseError:  # SQLite: "file is not a database", "database disk image is malformed"
         detail = f"The database file is damaged ({message}): restore it from a copy"
-    elif outage or getattr(error, "connection_invalidated", False):
+    elif lost or any(words in message for words in OUTAGE_WORDS):
         detail, retry = UNREACHABLE, {"Retry-After": "5"}
     else:
-        raise error  # not an outage but a bug: a 500 (server_error), and the server logs the traceback
+        raise error  # not an outage but a bug, such as a missing column: a 500, and the server logs the traceback
     logging.getLogger("uvicorn.error").warning("503 for %s %s: %s", request.method, request.url.path, message)
     return JSONResponse({"detail": detail}, status_code=503, headers=retry)
 
@@ -553,14 +553,14 @@ def guard(app: ASGIApp) -> ASGIApp:
         if scope["type"] != "http":
             return await app(scope, receive, send)
         announced = int(dict(scope["headers"]).get(b"content-length", 0))  # the size a client may give in advance
-        chunks, more = [b""], announced <= MAX_BODY
-        while more and sum(map(len, chunks)) <= MAX_BODY:
+        chunks, received, more = [], 0, announced <= MAX_BODY
+        while more and received <= MAX_BODY:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        if max(announced, sum(map(len, chunks))) > MAX_BODY:
+            received, more = received + len(chunks[-1]), message.get("more_body", False)
+        if max(announced, received) > MAX_BODY:
             detail = "The body is over 1 MiB: send one book's fields only"
             closing = {"Connection": "close"}  # the rest of the body, unread, must not be taken for a next request
             return await JSONResponse({"detail": detail}, 413, headers=closing)(scope, receive, send)
@@ -576,15 +576,3 @@ def guard(app: ASGIApp) -> ASGIApp:
 
 
 app.add_middleware(guard)
-
-
-if __name__ == "__main__":  # python main.py: the server for real use (README, "Running it for real")
-    import uvicorn
-
-    port, workers = os.getenv("PORT", "8000"), os.getenv("WEB_CONCURRENCY", "1")
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
-        sys.exit(f"PORT={port!r} is not a port number: use one from 1 to 65535, such as PORT=8000")
-    if not (workers.isascii() and workers.isdigit() and int(workers) > 0):
-        sys.exit(f"WEB_CONCURRENCY={workers!r} is not a number of server processes: use one such as 2")
-    # h11 rather than httptools: it stops reading a request head that has not ended after 16 KiB; httptools reads on.
-    uvicorn.run("main:app", host=os.getenv("HOST", "127.0.0.1"), port=int(port), http="h11", workers=int(workers))

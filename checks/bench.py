@@ -8,7 +8,7 @@
 Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own SQLite file, which its
 own start-up creates and the bench then fills with the same N books:
 - `main`: main.py, the app being measured;
-- `h11`: main.py with uvicorn's h11 parser instead of httptools, as `python main.py` runs it;
+- `h11`: main.py with uvicorn's h11 parser instead of httptools, as README's "Running it for real" runs it;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
 - any `--peer NAME=DIR`: the main.py in DIR (another version, or main.py with one change: an A/B).

@@ -1,12 +1,12 @@
-"""Protocol check: oversized headers and silent half-open connections, against `python main.py`.
+"""Protocol check: oversized headers and silent half-open connections, against the server as README's "Running it for
+real" starts it: `uvicorn main:app --http h11`.
 
-    python checks/protocol.py [--uvicorn] [--connections 2000]
+    python checks/protocol.py [--httptools] [--connections 2000]
 
-1. Ten clients at once each send a request whose header is 50 MiB. `python main.py` runs uvicorn with its h11
-   parser, which gives up on a request head that has not ended after 16 KiB (a head that arrives whole in one read of
-   the socket may be larger): each is answered 400 or closed, the server's memory stays flat, and /health answers.
-   (With httptools, uvicorn's default and `uvicorn main:app`, the server reads every byte: `--uvicorn` shows it,
-   which is why `python main.py` does not use it.)
+1. Ten clients at once each send a request whose header is 50 MiB. uvicorn's h11 parser gives up on a request head
+   that has not ended after 16 KiB (a head that arrives whole in one read of the socket may be larger): each is
+   answered 400 or closed, the server's memory stays flat, and /health answers. (With httptools, uvicorn's default,
+   the server reads every byte: `--httptools` shows it, which is why the README says to run it with h11.)
 2. Many clients open a connection, send half a request head and go silent. uvicorn has no timeout for a request
    head, so it holds them until the client leaves; each holds a file descriptor, and past the process's limit
    (`ulimit -n`, often 1024) new clients are refused. This part is reported, not asserted: closing slow clients is the
@@ -103,17 +103,16 @@ async def half_open(port: int, count: int, hold: float) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--uvicorn", action="store_true", help="run `uvicorn main:app` (httptools) instead, to compare")
+    parser.add_argument("--httptools", action="store_true", help="run uvicorn with httptools instead, to compare")
     parser.add_argument("--connections", type=int, default=500, help="half-open connections (default 500)")
     parser.add_argument("--hold", type=float, default=10, help="seconds to keep them open (default 10)")
     args = parser.parse_args()
     port = spare_port()
     with tempfile.TemporaryDirectory(prefix="bookapi-protocol-") as folder:
-        env = {**os.environ, "PORT": str(port), "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/books.db"}
+        env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{folder}/books.db"}
         env.pop("API_KEY", None)
-        command = [sys.executable, "main.py"]
-        if args.uvicorn:
-            command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--http", "httptools"]
+        http = "httptools" if args.httptools else "h11"
+        command = [sys.executable, "-m", "uvicorn", "main:app", "--port", str(port), "--http", http]
         server = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30
@@ -136,7 +135,7 @@ def main() -> int:
         and figures["health_slowest_s"] < 1
         and new_client_served
     )
-    return summary("protocol" + (" (uvicorn main:app, httptools)" if args.uvicorn else ""), ok, figures)
+    return summary(f"protocol {'httptools' if args.httptools else 'h11'}", ok, figures)
 
 
 if __name__ == "__main__":
