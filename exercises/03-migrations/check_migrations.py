@@ -1,0 +1,177 @@
+"""Checker for exercise 3, migrations: python -m pytest exercises/03-migrations/check_migrations.py
+
+Each test checks one line of the goal in exercises/03-migrations/README.md, and says what to do when it fails. It runs
+`alembic` itself, on a database of its own (a new SQLite file, or the PostgreSQL server that TEST_DATABASE_URL names).
+"""
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from httpx import AsyncClient
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, inspect, make_url, select
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import main
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+
+# The books table as the starting main.py makes it (with create_all), before migrations.
+STARTING = MetaData()
+STARTING_BOOKS = Table(
+    "books",
+    STARTING,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("title", String(200), nullable=False),
+    Column("author", String(100), nullable=False),
+    Column("year", Integer, nullable=False, index=True),
+    Column("isbn", String(13), unique=True),
+    Column("title_folded", String, nullable=False, index=True),
+    Column("author_folded", String, nullable=False, index=True),
+    sqlite_autoincrement=True,
+)
+OLD_BOOKS = [
+    {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": None},
+    {"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": "9780441172719"},
+    {"title": "Jane Eyre", "author": "Charlotte Brontë", "year": 1847, "isbn": None},
+]
+
+
+def alembic(*arguments: str) -> None:
+    """Run `alembic ...` in the top folder, on the database main.py uses, as a learner would."""
+    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
+    command = [sys.executable, "-m", "alembic", *arguments]
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    if "No module named alembic" in result.stderr:
+        pytest.fail("Alembic is not installed: add it to requirements.txt, then pip install -r requirements.txt")
+    assert result.returncode == 0, (
+        f"`alembic {' '.join(arguments)}` failed. Is Alembic set up as the goal says (its settings in pyproject.toml,"
+        f" migrations/env.py using main.DATABASE_URL and main.Base.metadata)?\n{result.stderr[-1500:]}"
+    )
+
+
+async def empty_database() -> None:
+    """Drop everything in the database main.py uses: a new, empty database."""
+    await main.engine.dispose()
+    url = make_url(main.DATABASE_URL)
+    if url.get_backend_name() == "sqlite":
+        for suffix in ("", "-wal", "-shm"):
+            await asyncio.to_thread(Path(f"{url.database}{suffix}").unlink, missing_ok=True)
+        return
+    engine = create_async_engine(url)
+    async with engine.begin() as connection:
+        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+        await connection.exec_driver_sql("CREATE SCHEMA public")
+    await engine.dispose()
+
+
+async def database_as_the_starting_code_left_it() -> None:
+    """An empty database, then the books table and three books, as the starting main.py would have stored them."""
+    await empty_database()
+    engine = create_async_engine(main.DATABASE_URL)
+    async with engine.begin() as connection:
+        await connection.run_sync(STARTING.create_all)
+        for book in OLD_BOOKS:
+            folded = {"title_folded": book["title"].casefold(), "author_folded": book["author"].casefold()}
+            await connection.execute(insert(STARTING_BOOKS).values(**book, **folded))
+    await engine.dispose()
+
+
+async def inspect_database() -> dict[str, Any]:
+    """What the database holds: tables, the columns of books, the books, and how it differs from main.py's models."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    engine = create_async_engine(main.DATABASE_URL)
+    async with engine.connect() as connection:
+        tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        columns = await connection.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("books")])
+        books = [dict(row._mapping) for row in await connection.execute(select(STARTING_BOOKS.c.title))]
+        differences = await connection.run_sync(
+            lambda c: compare_metadata(MigrationContext.configure(c), main.Base.metadata)
+        )
+    await engine.dispose()
+    return {"tables": tables, "columns": columns, "titles": [b["title"] for b in books], "differences": differences}
+
+
+@pytest.fixture
+async def own_database() -> AsyncIterator[None]:
+    yield
+    await empty_database()  # leave nothing behind for the next test
+
+
+def test_alembic_is_set_up_with_at_least_two_migrations() -> None:
+    try:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+    except ImportError:
+        pytest.fail("Alembic is not installed: add it to requirements.txt, then pip install -r requirements.txt")
+    config = Config(toml_file=ROOT / "pyproject.toml")
+    assert config.get_alembic_option("script_location"), (
+        "no [tool.alembic] in pyproject.toml: run `alembic init -t pyproject_async migrations` (see the hints)"
+    )
+    revisions = list(ScriptDirectory.from_config(config).walk_revisions())
+    assert len(revisions) >= 2, f"{len(revisions)} migration(s): the goal asks for two, the table and then pages"
+
+
+async def test_alembic_upgrade_head_makes_a_new_database_match_the_models(own_database: None) -> None:
+    await empty_database()
+    alembic("upgrade", "head")
+    found = await inspect_database()
+    assert "books" in found["tables"], "after alembic upgrade head, a new database should have the table books"
+    assert "pages" in found["columns"], "after alembic upgrade head, books should have the column pages"
+    assert found["differences"] == [], f"the migrations and the models in main.py differ: {found['differences']}"
+
+
+async def test_an_old_database_keeps_every_book_through_alembic_upgrade_head(own_database: None) -> None:
+    await database_as_the_starting_code_left_it()
+    alembic("upgrade", "head")
+    found = await inspect_database()
+    assert found["titles"] == [b["title"] for b in OLD_BOOKS], (
+        f"the books of a database made before migrations should all be there, not {found['titles']}: the first"
+        " migration must leave an existing books table alone"
+    )
+    assert "pages" in found["columns"], "alembic upgrade head should add the column pages to an existing table"
+    assert found["differences"] == [], f"the migrated database and the models differ: {found['differences']}"
+
+
+async def test_alembic_downgrade_removes_pages_and_keeps_the_books(own_database: None) -> None:
+    await database_as_the_starting_code_left_it()
+    alembic("upgrade", "head")
+    alembic("downgrade", "-1")
+    found = await inspect_database()
+    assert "pages" not in found["columns"], "alembic downgrade -1 should remove the column pages"
+    assert found["titles"] == [b["title"] for b in OLD_BOOKS], "alembic downgrade -1 must keep every book"
+    alembic("upgrade", "head")
+    assert "pages" in (await inspect_database())["columns"], "and alembic upgrade head should add it again"
+
+
+async def test_starting_the_api_upgrades_an_old_database(own_database: None) -> None:
+    await database_as_the_starting_code_left_it()
+    async with main.lifespan(main.app):
+        pass
+    found = await inspect_database()
+    assert "pages" in found["columns"], "starting the API should run the migrations (alembic upgrade head)"
+    assert found["titles"] == [b["title"] for b in OLD_BOOKS], "starting the API must keep every book"
+
+
+async def test_pages_are_optional_whole_numbers_from_1_to_100000(client: AsyncClient) -> None:
+    book = {"title": "Dune", "author": "Frank Herbert", "year": 1965}
+    without = await client.post("/books", json=book)
+    assert without.status_code == 201 and without.json().get("pages", "missing") is None, (
+        f'a book sent without pages is stored with "pages": null, not {without.text}'
+    )
+    created = await client.post("/books", json=book | {"pages": 412})
+    assert created.status_code == 201 and created.json().get("pages") == 412, f"pages 412 is stored: {created.text}"
+    url = f"/books/{created.json()['id']}"
+    assert (await client.get(url)).json().get("pages") == 412, "GET /books/{id} shows pages"
+    assert (await client.patch(url, json={"pages": 100000})).json().get("pages") == 100000, "PATCH sets pages"
+    assert (await client.patch(url, json={"pages": None})).json().get("pages", 0) is None, "PATCH null clears it"
+    for bad in (0, 100001, "412", 41.5):
+        response = await client.post("/books", json=book | {"pages": bad})
+        assert response.status_code == 422, f"pages {bad!r} should be a 422, not {response.status_code}"
