@@ -22,7 +22,7 @@ HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 
 
 def etag_of(response: Response, request: str) -> str:
-    assert response.status_code < 300, f"{request} answered {response.status_code}: {response.text}"
+    assert response.is_success, f"{request} answered {response.status_code}: {response.text}"
     assert "etag" in response.headers, f'{request} should send the header ETag: "<version>"'
     return response.headers["etag"]
 
