@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from httpx import AsyncClient
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, inspect, make_url, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, inspect, make_url, select, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
@@ -35,6 +35,7 @@ STARTING_BOOKS = Table(
     Column("author_folded", String, nullable=False, index=True),
     sqlite_autoincrement=True,
 )
+SQLITE_TABLE = "SELECT sql FROM sqlite_master WHERE name = 'books'"  # the CREATE TABLE statement SQLite keeps
 OLD_BOOKS = [
     {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": None},
     {"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": "9780441172719"},
@@ -92,11 +93,21 @@ async def inspect_database() -> dict[str, Any]:
         tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
         columns = await connection.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("books")])
         books = [dict(row._mapping) for row in await connection.execute(select(STARTING_BOOKS.c.title))]
+        sqlite = connection.dialect.name == "sqlite"  # (PostgreSQL never gives an id twice)
+        sql = await connection.scalar(text(SQLITE_TABLE)) if sqlite else "AUTOINCREMENT"
         differences = await connection.run_sync(
             lambda c: compare_metadata(MigrationContext.configure(c), main.Base.metadata)
         )
     await engine.dispose()
-    return {"tables": tables, "columns": columns, "titles": [b["title"] for b in books], "differences": differences}
+    autoincrement = "AUTOINCREMENT" in sql
+    titles = [b["title"] for b in books]
+    return {
+        "tables": tables,
+        "columns": columns,
+        "titles": titles,
+        "differences": differences,
+        "autoincrement": autoincrement,
+    }
 
 
 @pytest.fixture
@@ -148,8 +159,11 @@ async def test_alembic_downgrade_undoes_the_newest_migration_and_keeps_the_books
     undone = await inspect_database()
     assert undone["columns"] != newest["columns"], "alembic downgrade -1 should undo the newest migration (pages)"
     assert undone["titles"] == [b["title"] for b in OLD_BOOKS], "alembic downgrade -1 must keep every book"
+    assert undone["autoincrement"], "after alembic downgrade -1, books lost AUTOINCREMENT: see table_kwargs"
     alembic("upgrade", "head")
-    assert (await inspect_database())["columns"] == newest["columns"], "alembic upgrade head should redo it"
+    redone = await inspect_database()
+    assert redone["columns"] == newest["columns"], "alembic upgrade head should redo it"
+    assert redone["autoincrement"], "after alembic upgrade head, books lost AUTOINCREMENT: see table_kwargs"
 
 
 async def test_starting_the_api_upgrades_an_old_database(own_database: None) -> None:
@@ -173,6 +187,8 @@ async def test_pages_are_optional_whole_numbers_from_1_to_100000(client: AsyncCl
     assert (await client.get(url)).json().get("pages") == 1200, "GET /books/{id} shows pages"
     assert (await client.patch(url, json={"pages": 100000})).json().get("pages") == 100000, "PATCH sets pages"
     assert (await client.patch(url, json={"pages": None})).json().get("pages", 0) is None, "PATCH null clears it"
+    assert (await client.put(url, json=book | {"pages": 250})).json().get("pages") == 250, "PUT takes pages"
+    assert (await client.put(url, json=book)).json().get("pages", 0) is None, "a PUT without pages clears it"
     for bad in (0, 100001, "1200", 41.5):
         response = await client.post("/books", json=book | {"pages": bad})
         assert response.status_code == 422, f"pages {bad!r} should be a 422, not {response.status_code}"

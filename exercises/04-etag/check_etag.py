@@ -66,7 +66,8 @@ async def test_the_second_of_two_writers_from_one_read_gets_412(client: AsyncCli
     assert first.status_code == 200, f"the first write, with the current ETag, should pass: {first.text}"
     assert second.status_code == 412, f"the second, with an ETag that is no longer current, is a 412: {second.text}"
     book_id = url.rsplit("/", 1)[1]
-    assert second.json()["detail"].startswith(f"Book {book_id} changed since you read it"), "the goal gives the detail"
+    detail = f"Book {book_id} changed since you read it: GET it for its new ETag and retry"
+    assert second.json()["detail"] == detail, f"the 412's detail should be {detail!r}"
     assert (await client.get(url)).json()["year"] == 1938, "the first write must not be lost"
 
 
