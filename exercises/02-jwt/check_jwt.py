@@ -3,6 +3,7 @@
 Each test checks one line of the goal in exercises/02-jwt/README.md, and says what to do when it fails.
 """
 
+import ast
 import datetime
 import subprocess
 import sys
@@ -129,6 +130,10 @@ async def test_writes_without_a_good_token_are_401(client: AsyncClient) -> None:
         response = await client.post("/books", json=HOBBIT, headers=headers)
         assert response.status_code == 401, f"POST /books with {what} should be a 401, not {response.status_code}"
         assert response.headers.get("www-authenticate") == "Bearer", f"{what}: add WWW-Authenticate: Bearer"
+    broken = await client.post("/books", content="{not json", headers=NO_TOKEN | {"Content-Type": "application/json"})
+    assert broken.status_code == 401, (
+        f"a broken body without a token should be a 401 (token first), not {broken.status_code}"
+    )
     assert (await client.get("/books")).json() == [], "no book may have been stored"
 
 
@@ -138,9 +143,17 @@ async def test_reading_needs_no_token(client: AsyncClient) -> None:
 
 def test_the_learners_suite_has_a_fake_user_test_that_passes() -> None:
     name = "test_a_fake_user_can_write_without_a_token"
-    source = (ROOT / "test_main.py").read_text()
-    assert f"def {name}" in source, f"add {name} to test_main.py (see the goal)"
-    assert "dependency_overrides[main.require_user]" in source, f"{name} replaces main.require_user"
+    tree = ast.parse((ROOT / "test_main.py").read_text())
+    tests = [node for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)]
+    test = next((node for node in tests if node.name == name), None)
+    assert test is not None, f"add {name} to test_main.py (see the goal)"
+    assigned = [
+        ast.unparse(target) for node in ast.walk(test) if isinstance(node, ast.Assign) for target in node.targets
+    ]
+    assert "main.app.dependency_overrides[main.require_user]" in assigned, f"{name}: set that, as the goal says"
+    pairs = [(k, v) for node in ast.walk(test) if isinstance(node, ast.Dict) for k, v in zip(node.keys, node.values)]
+    empty = [(k.value, v.value) for k, v in pairs if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)]
+    assert ("Authorization", "") in empty, f"{name}: send an empty Authorization header, as the goal says"
     command = [sys.executable, "-m", "pytest", "-q", f"test_main.py::{name}"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{name} fails:\n{result.stdout[-2000:]}"
