@@ -151,7 +151,8 @@ def test_the_learners_suite_has_a_fake_user_test_that_passes() -> None:
         ast.unparse(target) for node in ast.walk(test) if isinstance(node, ast.Assign) for target in node.targets
     ]
     assert "main.app.dependency_overrides[main.require_user]" in assigned, f"{name}: set that, as the goal says"
-    pairs = [(k, v) for node in ast.walk(test) if isinstance(node, ast.Dict) for k, v in zip(node.keys, node.values)]
+    dicts = [node for node in ast.walk(test) if isinstance(node, ast.Dict)]
+    pairs = [pair for node in dicts for pair in zip(node.keys, node.values, strict=True)]
     empty = [(k.value, v.value) for k, v in pairs if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)]
     assert ("Authorization", "") in empty, f"{name}: send an empty Authorization header, as the goal says"
     command = [sys.executable, "-m", "pytest", "-q", f"test_main.py::{name}"]
