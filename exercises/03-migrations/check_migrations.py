@@ -48,11 +48,12 @@ def alembic(*arguments: str) -> None:
     environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
     command = [sys.executable, "-m", "alembic", *arguments]
     result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    said = (result.stdout + result.stderr)[-1500:]
     if "No module named alembic" in result.stderr:
         pytest.fail("Alembic is not installed: add it to requirements.txt, then pip install -r requirements.txt")
     assert result.returncode == 0, (
         f"`alembic {' '.join(arguments)}` failed. Is Alembic set up as the goal says (its settings in pyproject.toml,"
-        f" migrations/env.py using main.DATABASE_URL and main.Base.metadata)?\n{result.stderr[-1500:]}"
+        f" migrations/env.py using main.DATABASE_URL and main.Base.metadata)?\n{said}"
     )
 
 
