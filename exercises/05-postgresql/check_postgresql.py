@@ -72,14 +72,6 @@ async def test_a_statement_over_5_seconds_is_cancelled(client: AsyncClient) -> N
         setting = await connection.scalar(text("SHOW statement_timeout"))
         assert setting == "5s", f"the app's connections have statement_timeout {setting!r}, not 5s"
         started = time.monotonic()
-        with pytest.raises(main.exc.DBAPIError) as cancelled:
+        with pytest.raises(main.exc.DBAPIError):
             await connection.execute(text("SELECT pg_sleep(8)"))
     assert time.monotonic() - started < 7, "PostgreSQL should have cancelled the statement after 5 seconds"
-
-    async def slow_session() -> object:
-        raise cancelled.value
-        yield
-
-    main.app.dependency_overrides[main.get_session] = slow_session
-    response = await client.get("/books")
-    assert response.status_code == 503, f"a cancelled statement should be a 503, not {response.status_code}"
