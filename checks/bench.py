@@ -8,6 +8,11 @@
 Each app runs alone under `uvicorn` (1 worker, uvloop, httptools, no access log) on its own SQLite file, which its
 own start-up creates and the bench then fills with the same N books:
 - `main`: main.py, the app being measured;
+- `sync`: its synchronous twin, made from main.py for each run (checks/sync_twin.py: `def` routes on sqlite3);
+- `workers2`: main.py under `uvicorn --workers 2` (CPU counts every process of the server);
+- `old`: the old synchronous version, `../shared/baseline/old_sync_main.py`, run in its own folder (it makes
+  `./books.db`); it has no PATCH and no query parameters, so it runs GET by id, POST (sending an id, which it needs)
+  and the list (which, there, is every row);
 - `h11`: main.py with uvicorn's h11 parser instead of httptools, as README's "Running it for real" runs it;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
@@ -36,18 +41,35 @@ from pathlib import Path
 
 import httpx
 from common import ROOT, Server, isbn13
+from sync_twin import write_twin
 
-APPS = {  # name: (folder uvicorn imports from, app, HTTP parser)
-    "main": (ROOT, "main:app", "httptools"),
-    "h11": (ROOT, "main:app", "h11"),
-    "raw": (ROOT / "checks", "ceiling_raw:app", "httptools"),
-    "bare": (ROOT / "checks", "ceiling_bare:app", "httptools"),
+OLD = ROOT.parent / "shared" / "baseline"  # the old synchronous version, read from beside the repo, never copied in
+
+
+@dataclass
+class App:
+    folder: Path  # where uvicorn imports it from (and, for `old`, the folder it runs in)
+    target: str
+    http: str = "httptools"
+    workers: int = 1
+    scenarios: tuple[str, ...] = ()  # the only scenarios it can run, if not all
+
+
+APPS = {
+    "main": App(ROOT, "main:app"),
+    "sync": App(ROOT / "checks", "main:app"),  # its folder is replaced by a fresh twin (checks/sync_twin.py)
+    "workers2": App(ROOT, "main:app", workers=2),
+    "old": App(OLD, "old_sync_main:app", scenarios=("get_by_id", "list", "post")),
+    "h11": App(ROOT, "main:app", "h11"),
+    "raw": App(ROOT / "checks", "ceiling_raw:app"),
+    "bare": App(ROOT / "checks", "ceiling_bare:app"),
 }
+DEFAULT_APPS = ["main", "sync", "workers2", "old", "raw", "bare"]
 SCENARIOS = ["get_by_id", "list", "list_q", "list_sort", "list_title", "post", "patch", "mixed"]
 UVICORN = ["--loop", "uvloop", "--http"]
 
 LUA = r"""
-local rows, run = {rows}, {run}
+local rows, run, old = {rows}, {run}, {old}
 local scenario = "{scenario}"
 local thread_count = 0
 function setup(thread) thread:set("tid", thread_count); thread_count = thread_count + 1 end
@@ -68,6 +90,10 @@ local function list_title() return wrk.format("GET", "/books?limit=20&sort=title
 local function post()
   local body = string.format('{{"title": "Bench %d-%d", "author": "Author %d", "year": %d, "isbn": "%s"}}',
     tid, counter, math.random(1, 99), math.random(1000, 2026), isbn())
+  if old then  -- the old version wants the client to choose the id
+    local id = rows + run * 1000000 + tid * 500000 + counter
+    body = string.format('{{"id": %d, "title": "Bench", "author": "A", "year": 2000}}', id)
+  end
   return wrk.format("POST", "/books", json, body)
 end
 local function patch()
@@ -141,9 +167,9 @@ def parse_duration(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def run_wrk(url: str, scenario: str, rows: int, run: int, seconds: float, folder: Path) -> Result:
+def run_wrk(url: str, scenario: str, rows: int, run: int, seconds: float, folder: Path, old: bool) -> Result:
     script = folder / f"{scenario}.lua"
-    script.write_text(LUA.format(rows=rows, run=run, scenario=scenario))
+    script.write_text(LUA.format(rows=rows, run=run, scenario=scenario, old=str(old).lower()))
     command = ["wrk", "-t2", "-c32", f"-d{seconds:g}s", "--timeout", "10s", "--latency", "-s", str(script), url]
     output = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60).stdout
     percentiles = dict(re.findall(r"^\s+(50|99)%\s+(\S+)\s*$", output, re.MULTILINE))
@@ -160,7 +186,7 @@ def run_wrk(url: str, scenario: str, rows: int, run: int, seconds: float, folder
     )
 
 
-async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float) -> Result:
+async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float, old: bool) -> Result:
     """The fallback load generator: 32 connections, each sending requests one after another for `seconds`."""
     latencies: list[float] = []
     non_2xx = errors = 0
@@ -180,6 +206,8 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
             return "GET", f"/books?limit=20&q=author%20{random.randint(1, 99)}", None
         if kind == "post":
             n = next(counter)
+            if old:  # the old version wants the client to choose the id
+                return "POST", "/books", {"id": rows + n, "title": "Bench", "author": "A", "year": 2000}
             return "POST", "/books", {"title": f"Bench {n}", "author": "Author 1", "year": 2000, "isbn": isbn13(n)}
         return "PATCH", f"/books/{random.randint(1, rows)}", {"year": random.randint(1000, 2026)}
 
@@ -205,23 +233,47 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of a process so far, all threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time so far of the server: every process of its process group, all threads."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == pid:  # its process group: the server (see common.Server) and its workers
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_mb(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    """The server's peak memory: the largest of its processes (one worker's, with --workers 2)."""
+    peaks = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+            group = int(Path(status.parent, "stat").read_text().rpartition(")")[2].split()[2])
+        except (OSError, ValueError):
+            continue
+        if group == pid and (peak := re.search(r"VmHWM:\s+(\d+) kB", text)):
+            peaks.append(int(peak.group(1)) / 1024)
+    return max(peaks, default=0.0)
 
 
 def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> None:
     servers = {}
     try:
         for app in args.apps:
-            app_dir, target, http = args.known[app]
+            spec = args.known[app]
             database = folder / f"{app}-{rows}.db"
-            server = Server(f"sqlite+aiosqlite:///{database}", app=target, app_dir=app_dir, extra_args=[*UVICORN, http])
+            cwd = ROOT
+            if app == "old":  # it makes ./books.db in the folder it runs in
+                cwd = folder / f"old-{rows}"
+                cwd.mkdir()
+                database = cwd / "books.db"
+            arguments = [*UVICORN, spec.http]
+            server = Server(f"sqlite+aiosqlite:///{database}", spec.workers, None, spec.target, spec.folder, arguments)
+            server.cwd = cwd
+            server.ready_path = "/books" if app == "old" else "/health"  # the old version has no /health
             servers[app] = server.start()
             if database.exists():  # `bare` has no database
                 fill(database, rows)
@@ -229,14 +281,15 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
         for round_number in range(args.rounds):
             for scenario in args.scenarios:
                 order = args.apps if round_number % 2 == 0 else args.apps[::-1]
-                for app in order:
+                for app in (a for a in order if scenario in (args.known[a].scenarios or SCENARIOS)):
                     run += 1
                     url, pid = servers[app].url, servers[app].process.pid  # type: ignore[union-attr]
                     cpu_before = cpu_seconds(pid)
+                    old = app == "old"
                     if args.generator == "wrk":
-                        result = run_wrk(url, scenario, rows, run, args.seconds, folder)
+                        result = run_wrk(url, scenario, rows, run, args.seconds, folder, old)
                     else:
-                        result = asyncio.run(run_httpx(url, scenario, rows, run, args.seconds))
+                        result = asyncio.run(run_httpx(url, scenario, rows, run, args.seconds, old))
                     result.cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(result.rps * args.seconds, 1)
                     table.add(rows, app, scenario, result)
         for app, server in servers.items():
@@ -260,7 +313,7 @@ def report(args: argparse.Namespace, table: Table) -> bool:
             f"  {'cpu/' + first:>18}  {'req/s/' + first:>18}"
         )
         for scenario in args.scenarios:
-            for app in args.apps:
+            for app in (a for a in args.apps if (rows, a, scenario) in table.results):
                 result = table.median(rows, app, scenario)
                 versus = ""
                 if app != first:
@@ -296,8 +349,11 @@ def main_() -> int:
     args.known = dict(APPS)
     for peer in args.peer:
         name, _, folder = peer.partition("=")
-        args.known[name] = (Path(folder).resolve(), "main:app", "httptools")
-    args.apps = args.apps or [app for app in args.known if app != "h11"]
+        args.known[name] = App(Path(folder).resolve(), "main:app")
+    defaults = [app for app in DEFAULT_APPS if app != "old" or (OLD / "old_sync_main.py").exists()]
+    args.apps = args.apps or [*defaults, *(peer.partition("=")[0] for peer in args.peer)]
+    if "old" in args.apps and not (OLD / "old_sync_main.py").exists():
+        parser.error(f"no old version at {OLD}: leave `old` out with --apps")
     if unknown := set(args.apps) - set(args.known):
         parser.error(f"unknown apps {sorted(unknown)}; give them with --peer NAME=DIR")
     if args.smoke:
@@ -305,6 +361,7 @@ def main_() -> int:
     started = time.monotonic()
     table = Table()
     with tempfile.TemporaryDirectory(prefix="bookapi-bench-") as folder:
+        args.known["sync"].folder = write_twin(Path(folder) / "twin")
         for rows in args.rows:
             measure(args, table, rows, Path(folder))
     ok = report(args, table)
@@ -312,6 +369,7 @@ def main_() -> int:
         f"{app}:{s}={statistics.median(table.ratios(args.rows[0], app, args.apps[0], s, 'cpu_us')):.2f}"
         for app in args.apps[1:]
         for s in args.scenarios
+        if (args.rows[0], app, s) in table.results
     )
     non_2xx = sum(r.non_2xx + r.errors for runs in table.results.values() for r in runs)
     seconds = time.monotonic() - started

@@ -70,6 +70,8 @@ class Server:
         self.extra_args = extra_args or []
         self.env = {key: value for key, value in os.environ.items() if key not in {"API_KEY", "SQL_ECHO"}}
         self.env.update(DATABASE_URL=database_url, **(env or {}))
+        self.cwd = ROOT  # the folder it runs in
+        self.ready_path = "/health"  # answers 200 once the server is up
         self.process: subprocess.Popen[bytes] | None = None
         self.log = tempfile.NamedTemporaryFile(prefix="bookapi-server-", suffix=".log", delete=False)  # noqa: SIM115
 
@@ -84,14 +86,14 @@ class Server:
             *self.extra_args,
         ]
         self.process = subprocess.Popen(
-            command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=self.cwd, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited with {self.process.returncode}; log: {self.log.name}")
             try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{self.ready_path}", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
