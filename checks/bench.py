@@ -13,6 +13,8 @@ own start-up creates and the bench then fills with the same N books:
 - `old`: the old synchronous version, `../shared/baseline/old_sync_main.py`, run in its own folder (it makes
   `./books.db`); it has no PATCH and no query parameters, so it runs GET by id, POST (sending an id, which it needs)
   and the list (which, there, is every row);
+- `pg`, `pg2`: main.py on PostgreSQL (asyncpg), 1 and 2 workers, each on a new database of the server that
+  `--postgres URL` names (the default apps include them when it is given);
 - `h11`: main.py with uvicorn's h11 parser instead of httptools, as README's "Running it for real" runs it;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
@@ -36,11 +38,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from common import ROOT, Server, isbn13
+from common import ROOT, Server, fresh_database, isbn13
 from sync_twin import write_twin
 
 OLD = ROOT.parent / "shared" / "baseline"  # the old synchronous version, read from beside the repo, never copied in
@@ -53,6 +56,7 @@ class App:
     http: str = "httptools"
     workers: int = 1
     scenarios: tuple[str, ...] = ()  # the only scenarios it can run, if not all
+    postgres: bool = False  # runs on a new database of the server --postgres names
 
 
 APPS = {
@@ -60,6 +64,8 @@ APPS = {
     "sync": App(ROOT / "checks", "main:app"),  # its folder is replaced by a fresh twin (checks/sync_twin.py)
     "workers2": App(ROOT, "main:app", workers=2),
     "old": App(OLD, "old_sync_main:app", scenarios=("get_by_id", "list", "post")),
+    "pg": App(ROOT, "main:app", postgres=True),
+    "pg2": App(ROOT, "main:app", workers=2, postgres=True),
     "h11": App(ROOT, "main:app", "h11"),
     "raw": App(ROOT / "checks", "ceiling_raw:app"),
     "bare": App(ROOT / "checks", "ceiling_bare:app"),
@@ -143,6 +149,29 @@ class Table:
         """`attribute` of `app` over that of `first`, round by round (they ran one after the other)."""
         pairs = zip(self.results[(rows, app, scenario)], self.results[(rows, first, scenario)], strict=True)
         return sorted(getattr(a, attribute) / max(getattr(b, attribute), 1e-9) for a, b in pairs)
+
+
+def fill_postgres(url: str, rows: int) -> None:
+    """fill(), on a PostgreSQL database: the same books, through SQLAlchemy."""
+    from sqlalchemy import MetaData, insert
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def run() -> None:
+        engine = create_async_engine(url)
+        async with engine.begin() as connection:
+            metadata = MetaData()
+            await connection.run_sync(metadata.reflect, only=["books"])
+            columns = [c.name for c in metadata.tables["books"].columns if c.name != "id"]
+            rng, books = random.Random(rows), []
+            for n in range(1, rows + 1):
+                book = {"title": f"Book {n} of the bench", "author": f"Author {n % 100}", "isbn": isbn13(n)}
+                book |= {"year": rng.randint(1000, 2026), "title_folded": book["title"].casefold()}
+                book["author_folded"] = book["author"].casefold()
+                books.append({column: book[column] for column in columns})
+            await connection.execute(insert(metadata.tables["books"]), books)
+        await engine.dispose()
+
+    asyncio.run(run())
 
 
 def fill(path: Path, rows: int) -> None:
@@ -260,11 +289,17 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> None:
-    servers = {}
+    servers, databases = {}, ExitStack()
     try:
         for app in args.apps:
             spec = args.known[app]
             database = folder / f"{app}-{rows}.db"
+            if spec.postgres:
+                url = databases.enter_context(fresh_database(args.postgres))
+                server = Server(url, spec.workers, None, spec.target, spec.folder, [*UVICORN, spec.http])
+                servers[app] = server.start()
+                fill_postgres(url, rows)
+                continue
             cwd = ROOT
             if app == "old":  # it makes ./books.db in the folder it runs in
                 cwd = folder / f"old-{rows}"
@@ -297,6 +332,7 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
     finally:
         for server in servers.values():
             server.stop()
+        databases.close()
 
 
 def spread(ratios: list[float]) -> str:
@@ -345,12 +381,16 @@ def main_() -> int:
     parser.add_argument("--apps", nargs="+", help="which apps, in order; ratios are to the first (default: all)")
     parser.add_argument("--generator", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
     parser.add_argument("--smoke", action="store_true", help="CI: 1,000 rows, one round of 1 s")
+    parser.add_argument("--postgres", metavar="URL", help="a PostgreSQL server, for the apps pg and pg2")
     args = parser.parse_args()
     args.known = dict(APPS)
     for peer in args.peer:
         name, _, folder = peer.partition("=")
         args.known[name] = App(Path(folder).resolve(), "main:app")
     defaults = [app for app in DEFAULT_APPS if app != "old" or (OLD / "old_sync_main.py").exists()]
+    defaults += ["pg", "pg2"] if args.postgres else []
+    if any(args.known[app].postgres for app in args.apps or []) and not args.postgres:
+        parser.error("pg and pg2 need --postgres URL")
     args.apps = args.apps or [*defaults, *(peer.partition("=")[0] for peer in args.peer)]
     if "old" in args.apps and not (OLD / "old_sync_main.py").exists():
         parser.error(f"no old version at {OLD}: leave `old` out with --apps")
