@@ -61,7 +61,7 @@ def required_literals(source: str) -> set[str]:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "text":  # raw SQL
             for sql in (s for argument in node.args for s in strings_in(argument)):
                 found.update(name for match in SQL_TABLE.finditer(sql) for name in match.groups() if name)
-    return {literal for literal in found if not literal.startswith("pg_")}  # PostgreSQL's own catalogue
+    return {literal for literal in found if not literal.startswith(("pg_", "sqlite_"))}  # the databases' catalogues
 
 
 def missing_from(literals: set[str], text: str) -> list[str]:
