@@ -121,7 +121,8 @@ async def test_alembic_upgrade_head_indexes_the_books_already_there(client: Asyn
 
     await main.engine.dispose()
     undone = await asyncio.to_thread(alembic, "downgrade", "-1")
-    assert undone.returncode == 0, f"alembic downgrade -1 (undo the index) failed:\n{undone.stdout + undone.stderr}"
+    advice = "do exercise 3 (migrations) first, then add the index as a migration"
+    assert undone.returncode == 0, f"alembic downgrade -1 failed: {advice}.\n{undone.stdout + undone.stderr}"
     await fill(1, 300)  # books stored before the index existed
     done = await asyncio.to_thread(alembic, "upgrade", "head")
     assert done.returncode == 0, f"alembic upgrade head failed:\n{done.stdout + done.stderr}"
