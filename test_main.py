@@ -526,12 +526,6 @@ def test_importing_main_touches_no_database(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_database_url_without_an_async_driver_says_what_to_use(tmp_path: Path) -> None:
-    result = run_python("import main", tmp_path, DATABASE_URL="postgresql://user@localhost/books")
-    assert result.returncode == 1
-    assert "sqlite+aiosqlite:///./books.db" in result.stderr and "postgresql+asyncpg://" in result.stderr
-
-
 def test_a_database_file_that_cannot_be_made_says_what_to_check(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(Path(__file__).parent), "--port", "0"]
     env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/missing/books.db"}

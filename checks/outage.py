@@ -52,41 +52,38 @@ def is_503_saying(response: httpx.Response, words: str, retry: bool) -> bool:
     return response.status_code == 503 and words in detail and ("retry-after" in response.headers) == retry
 
 
+def with_books(client: httpx.Client) -> None:
+    for n in range(3):
+        client.post("/books", json=book(n))
+
+
 def deleted_file() -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="bookapi-outage-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bookapi-outage-") as name:
+        folder = Path(name)
         with Server(f"sqlite+aiosqlite:///{folder}/books.db") as server, httpx.Client(base_url=server.url) as client:
-            for n in range(3):
-                client.post("/books", json=book(n))
+            with_books(client)
             for suffix in ("", "-wal", "-shm"):
                 (folder / f"books.db{suffix}").unlink(missing_ok=True)
             responses = [r for n in range(3) for r in every_route(client, 10 + n)]
-            refused = sum(is_503_saying(r, "deleted or replaced", retry=False) for r in responses)
-            acknowledged = sum(r.is_success for r in responses)
-        return {"deleted_requests": len(responses), "deleted_503": refused, "deleted_acknowledged": acknowledged}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    refused = sum(is_503_saying(r, "deleted or replaced", retry=False) for r in responses)
+    acknowledged = sum(r.is_success for r in responses)
+    return {"deleted_requests": len(responses), "deleted_503": refused, "deleted_acknowledged": acknowledged}
 
 
 def read_only() -> dict[str, Any]:
-    folder = Path(tempfile.mkdtemp(prefix="bookapi-outage-"))
-    try:
+    with tempfile.TemporaryDirectory(prefix="bookapi-outage-") as folder:
         with Server(f"sqlite+aiosqlite:///{folder}/books.db") as server, httpx.Client(base_url=server.url) as client:
-            for n in range(3):
-                client.post("/books", json=book(n))
+            with_books(client)
             before = client.get("/books").json()
         # SQLite's own read-only mode: what a file or folder the server may not write gives (as a user other than root)
         url = f"sqlite+aiosqlite:///file:{folder}/books.db?mode=ro&uri=true"
         with Server(url) as server, httpx.Client(base_url=server.url) as client:
             responses = every_route(client, 20)
-            reads_ok = all(r.status_code == 200 for r in responses[:3])
-            writes = responses[3:]
-            refused = sum(is_503_saying(r, "read-only", retry=False) for r in writes)
             after = client.get("/books").json() if all(r.status_code for r in responses) else None
-        figures = {"readonly_reads_200": reads_ok, "readonly_writes_503": f"{refused}/{len(writes)}"}
-        return figures | {"readonly_unchanged": before == after}
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    writes = responses[3:]
+    refused = sum(is_503_saying(r, "read-only", retry=False) for r in writes)
+    figures = {"readonly_reads_200": all(r.status_code == 200 for r in responses[:3])}
+    return figures | {"readonly_writes_503": f"{refused}/{len(writes)}", "readonly_unchanged": before == after}
 
 
 def postgres_stopped() -> dict[str, Any]:
