@@ -60,12 +60,11 @@ async def list_books(query: Annotated[main.BookQuery, Query()], response: Respon
         args = [pattern, pattern]
     column = {"id": "id", "title": "title_folded", "author": "author_folded", "year": "year"}[query.sort.lstrip("-")]
     direction = "DESC" if query.sort.startswith("-") else "ASC"
-    sql = f"SELECT {COLUMNS} FROM books {where} ORDER BY {column} {direction}, id {direction} LIMIT ? OFFSET ?"
-    page = [dict(row) for row in await db.execute_fetchall(sql, [*args, query.limit, query.offset])]
-    if len(page) < query.limit and (page or query.offset == 0):  # as main.py: a short page tells the total
-        total = query.offset + len(page)
-    else:
-        total = next(iter(await db.execute_fetchall(f"SELECT count(*) FROM books {where}", args)))[0]
+    count = f"(SELECT count(*) FROM books {where})"  # as main.py: the page and the total in one query
+    order = f"ORDER BY {column} {direction}, id {direction}"
+    sql = f"SELECT {COLUMNS}, {count} AS total FROM books {where} {order} LIMIT ? OFFSET ?"
+    page = [dict(row) for row in await db.execute_fetchall(sql, [*args, *args, query.limit, query.offset])]
+    total = page[0]["total"] if page else next(iter(await db.execute_fetchall(f"SELECT {count}", args)))[0]
     response.headers["X-Total-Count"] = str(total)
     return page
 
