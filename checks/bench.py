@@ -24,6 +24,8 @@ connections. The apps take turns within each round, because this machine is shar
 is the server's CPU time per request (`cpu us`, all threads), which noise moves less than req/s; the table reports
 medians over rounds, and for each app after the first, its CPU per request and req/s as a ratio to the first app's
 in the same round: the median and the range over rounds. A ratio whose range stays on one side of 1 is beyond noise.
+On PostgreSQL, `db us` adds the CPU per request of the PostgreSQL server's processes (every process named
+`postgres` on this machine), which `cpu us` does not count; on SQLite the database works inside the server.
 """
 
 import argparse
@@ -124,6 +126,7 @@ class Result:
     non_2xx: int
     errors: int
     cpu_us: float = 0.0  # the server's CPU time per request, all its threads: steadier than req/s on a busy machine
+    db_cpu_us: float | None = None  # on PostgreSQL, its server's CPU time per request (SQLite's is in cpu_us)
 
 
 @dataclass
@@ -143,6 +146,7 @@ class Table:
             sum(r.non_2xx for r in runs),
             sum(r.errors for r in runs),
             statistics.median(r.cpu_us for r in runs),
+            None if runs[0].db_cpu_us is None else statistics.median(r.db_cpu_us or 0 for r in runs),
         )
 
     def ratios(self, rows: int, app: str, first: str, scenario: str, attribute: str) -> list[float]:
@@ -261,15 +265,17 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
     return Result(len(latencies) / seconds, quantiles[49], quantiles[98], non_2xx, errors)
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time so far of the server: every process of its process group, all threads."""
+def cpu_seconds(pid: int | None) -> float:
+    """User plus system CPU time so far of the server: every process of its process group, all threads. With None,
+    of every PostgreSQL server process on this machine (named `postgres`), where PostgreSQL does its part."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rpartition(")")[2].split()
+            name, _, rest = stat.read_text().partition(" (")[2].rpartition(")")
         except OSError:  # the process ended meanwhile
             continue
-        if int(fields[2]) == pid:  # its process group: the server (see common.Server) and its workers
+        fields = rest.split()
+        if (pid is None and name == "postgres") or (pid is not None and int(fields[2]) == pid):  # the process group
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
@@ -319,13 +325,16 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
                 for app in (a for a in order if scenario in (args.known[a].scenarios or SCENARIOS)):
                     run += 1
                     url, pid = servers[app].url, servers[app].process.pid  # type: ignore[union-attr]
-                    cpu_before = cpu_seconds(pid)
+                    cpu_before, db_before = cpu_seconds(pid), cpu_seconds(None)
                     old = app == "old"
                     if args.generator == "wrk":
                         result = run_wrk(url, scenario, rows, run, args.seconds, folder, old)
                     else:
                         result = asyncio.run(run_httpx(url, scenario, rows, run, args.seconds, old))
-                    result.cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / max(result.rps * args.seconds, 1)
+                    requests = max(result.rps * args.seconds, 1)
+                    result.cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / requests
+                    if args.known[app].postgres:
+                        result.db_cpu_us = (cpu_seconds(None) - db_before) * 1e6 / requests
                     table.add(rows, app, scenario, result)
         for app, server in servers.items():
             table.peak_rss_mb[(rows, app)] = peak_rss_mb(server.process.pid)  # type: ignore[union-attr]
@@ -346,7 +355,7 @@ def report(args: argparse.Namespace, table: Table) -> bool:
         print(f"\n{rows:,} rows, median of {args.rounds} round(s) of {args.seconds:g} s, {args.generator} -t2 -c32")
         print(
             f"{'scenario':10} {'app':8} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'non-2xx':>7} {'cpu us':>7}"
-            f"  {'cpu/' + first:>18}  {'req/s/' + first:>18}"
+            f" {'db us':>6}  {'cpu/' + first:>18}  {'req/s/' + first:>18}"
         )
         for scenario in args.scenarios:
             for app in (a for a in args.apps if (rows, a, scenario) in table.results):
@@ -358,7 +367,8 @@ def report(args: argparse.Namespace, table: Table) -> bool:
                     versus = f"  {cpu:>18}  {rps:>18}"
                 print(
                     f"{scenario:10} {app:8} {result.rps:7.0f} {result.p50_ms:7.2f} {result.p99_ms:7.2f}"
-                    f" {result.non_2xx + result.errors:7d} {result.cpu_us:7.0f}{versus}"
+                    f" {result.non_2xx + result.errors:7d} {result.cpu_us:7.0f}"
+                    f" {'' if result.db_cpu_us is None else f'{result.db_cpu_us:.0f}':>6}{versus}"
                 )
                 ok &= result.non_2xx + result.errors == 0
         memory = ", ".join(f"{app} {table.peak_rss_mb[(rows, app)]:.0f}" for app in args.apps)

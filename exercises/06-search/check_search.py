@@ -104,9 +104,9 @@ async def timed_page(client: AsyncClient, q: str) -> float:
 
 async def test_a_search_page_at_100000_books_costs_at_most_twice_one_at_10000(client: AsyncClient) -> None:
     await fill(1, 10_000)
-    small = await timed_page(client, "k 004321")
+    small = await timed_page(client, "004321")
     await fill(10_001, 100_000)
-    large = await timed_page(client, "k 004321")
+    large = await timed_page(client, "004321")
     assert large <= 2 * small, (
         f"a q page took {large * 1000:.1f} ms at 100,000 books and {small * 1000:.1f} ms at 10,000: without an index,"
         " the database reads every row (see the hints: EXPLAIN QUERY PLAN)"
