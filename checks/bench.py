@@ -18,7 +18,8 @@ own start-up creates and the bench then fills with the same N books:
 - `h11`: main.py with uvicorn's h11 parser instead of httptools, as README's "Running it for real" runs it;
 - `raw`:  checks/ceiling_raw.py, main.py with the ORM swapped for one raw aiosqlite connection;
 - `bare`: checks/ceiling_bare.py, the same routes answering constants, no database;
-- any `--peer NAME=DIR`: the main.py in DIR (another version, or main.py with one change: an A/B).
+- any `--peer NAME=DIR`: the main.py in DIR (another version, or main.py with one change: an A/B); `--pg-peer
+  NAME=DIR[:WORKERS]` runs it on PostgreSQL, as `pg` does.
 wrk (`apt-get install wrk`; else a bounded httpx load generator) drives each scenario with 2 threads and 32
 connections. The apps take turns within each round, because this machine is shared and noisy. The figure of record
 is the server's CPU time per request (`cpu us`, all threads), which noise moves less than req/s; the table reports
@@ -84,7 +85,7 @@ function setup(thread) thread:set("tid", thread_count); thread_count = thread_co
 function init(args) math.randomseed(os.time() + tid * 7919); counter = 0 end
 local function isbn()
   counter = counter + 1
-  local digits = string.format("9791%08d", (run * 1000000 + tid * 500000 + counter) % 100000000)
+  local digits = string.format("9791%08d", (run * 100000 + tid * 50000 + counter) % 100000000)
   local sum = 0
   for i = 1, 12 do sum = sum + tonumber(digits:sub(i, i)) * ((i % 2 == 1) and 1 or 3) end
   return digits .. tostring((10 - sum % 10) % 10)
@@ -267,7 +268,8 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
 
 def cpu_seconds(pid: int | None) -> float:
     """User plus system CPU time so far of the server: every process of its process group, all threads. With None,
-    of every PostgreSQL server process on this machine (named `postgres`), where PostgreSQL does its part."""
+    of every PostgreSQL server process on this machine (named `postgres`), where PostgreSQL does its part, including
+    the connections' processes that have ended (their time is added to their parent's, which waited for them)."""
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -275,7 +277,9 @@ def cpu_seconds(pid: int | None) -> float:
         except OSError:  # the process ended meanwhile
             continue
         fields = rest.split()
-        if (pid is None and name == "postgres") or (pid is not None and int(fields[2]) == pid):  # the process group
+        if pid is None and name == "postgres":
+            total += sum(int(f) for f in fields[11:15])  # its own time, then that of its children that have ended
+        elif pid is not None and int(fields[2]) == pid:  # its process group: the server and its workers
             total += int(fields[11]) + int(fields[12])
     return total / os.sysconf("SC_CLK_TCK")
 
@@ -388,6 +392,7 @@ def main_() -> int:
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--scenarios", nargs="+", default=SCENARIOS, choices=SCENARIOS)
     parser.add_argument("--peer", action="append", default=[], metavar="NAME=DIR", help="the main.py in DIR")
+    parser.add_argument("--pg-peer", action="append", default=[], metavar="NAME=DIR[:WORKERS]", help="on PostgreSQL")
     parser.add_argument("--apps", nargs="+", help="which apps, in order; ratios are to the first (default: all)")
     parser.add_argument("--generator", choices=["wrk", "httpx"], default="wrk" if shutil.which("wrk") else "httpx")
     parser.add_argument("--smoke", action="store_true", help="CI: 1,000 rows, one round of 1 s")
@@ -397,11 +402,15 @@ def main_() -> int:
     for peer in args.peer:
         name, _, folder = peer.partition("=")
         args.known[name] = App(Path(folder).resolve(), "main:app")
+    for peer in args.pg_peer:
+        name, _, folder = peer.partition("=")
+        folder, _, workers = folder.partition(":")
+        args.known[name] = App(Path(folder).resolve(), "main:app", workers=int(workers or 1), postgres=True)
     defaults = [app for app in DEFAULT_APPS if app != "old" or (OLD / "old_sync_main.py").exists()]
     defaults += ["pg", "pg2"] if args.postgres else []
     if any(args.known[app].postgres for app in args.apps or []) and not args.postgres:
         parser.error("pg and pg2 need --postgres URL")
-    args.apps = args.apps or [*defaults, *(peer.partition("=")[0] for peer in args.peer)]
+    args.apps = args.apps or [*defaults, *(peer.partition("=")[0] for peer in args.peer + args.pg_peer)]
     if "old" in args.apps and not (OLD / "old_sync_main.py").exists():
         parser.error(f"no old version at {OLD}: leave `old` out with --apps")
     if unknown := set(args.apps) - set(args.known):

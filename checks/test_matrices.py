@@ -704,7 +704,14 @@ async def test_server_processes_starting_together_all_find_their_tables(client: 
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "sqlite:///books.db", "postgresql://u@localhost/db", "nosuchdb+driver://u@h/db"]
+    "url",
+    [
+        "not a url",
+        "sqlite:///books.db",
+        "postgresql://u@localhost/db",
+        "nosuchdb+driver://u@h/db",
+        "sqlite+aiosqlite://",
+    ],
 )
 def test_a_bad_database_url_says_what_to_use_instead(url: str, tmp_path: Path) -> None:
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
