@@ -41,6 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,21 +267,29 @@ async def run_httpx(url: str, scenario: str, rows: int, run: int, seconds: float
     return Result(len(latencies) / seconds, quantiles[49], quantiles[98], non_2xx, errors)
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User plus system CPU time so far of the server: every process of its process group, all threads. With None,
-    of every PostgreSQL server process on this machine (named `postgres`), where PostgreSQL does its part, including
-    the connections' processes that have ended (their time is added to their parent's, which waited for them)."""
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time so far of the server: every process of its process group, all threads."""
+    return processes_cpu_seconds(lambda name, fields: int(fields[2]) == pid, children=False)
+
+
+def postgres_cpu_seconds() -> float:
+    """The same for every PostgreSQL server process on this machine (named `postgres`), where PostgreSQL does its
+    part, with the connections' processes that have ended: their time is added to their parent's, which waited."""
+    return processes_cpu_seconds(lambda name, fields: name == "postgres", children=True)
+
+
+def processes_cpu_seconds(matches: Callable[[str, list[str]], bool], children: bool) -> float:
     total = 0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             name, _, rest = stat.read_text().partition(" (")[2].rpartition(")")
         except OSError:  # the process ended meanwhile
             continue
-        fields = rest.split()
-        if pid is None and name == "postgres":
-            total += sum(int(f) for f in fields[11:15])  # its own time, then that of its children that have ended
-        elif pid is not None and int(fields[2]) == pid:  # its process group: the server and its workers
-            total += int(fields[11]) + int(fields[12])
+        fields = (
+            rest.split()
+        )  # from the state on: [2] is the process group, [11:13] its own time, [13:15] its children's
+        if matches(name, fields):
+            total += sum(int(f) for f in fields[11 : 15 if children else 13])
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -329,7 +338,7 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
                 for app in (a for a in order if scenario in (args.known[a].scenarios or SCENARIOS)):
                     run += 1
                     url, pid = servers[app].url, servers[app].process.pid  # type: ignore[union-attr]
-                    cpu_before, db_before = cpu_seconds(pid), cpu_seconds(None)
+                    cpu_before, db_before = cpu_seconds(pid), postgres_cpu_seconds()
                     old = app == "old"
                     if args.generator == "wrk":
                         result = run_wrk(url, scenario, rows, run, args.seconds, folder, old)
@@ -338,7 +347,7 @@ def measure(args: argparse.Namespace, table: Table, rows: int, folder: Path) -> 
                     requests = max(result.rps * args.seconds, 1)
                     result.cpu_us = (cpu_seconds(pid) - cpu_before) * 1e6 / requests
                     if args.known[app].postgres:
-                        result.db_cpu_us = (cpu_seconds(None) - db_before) * 1e6 / requests
+                        result.db_cpu_us = (postgres_cpu_seconds() - db_before) * 1e6 / requests
                     table.add(rows, app, scenario, result)
         for app, server in servers.items():
             table.peak_rss_mb[(rows, app)] = peak_rss_mb(server.process.pid)  # type: ignore[union-attr]
