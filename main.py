@@ -48,9 +48,8 @@ DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen 
 
 # --- Engine and session: the engine keeps a pool of connections; a session is one unit of work ----------------------
 
-# The engine keeps a pool of open connections and lends one to each session: here up to 15, all kept open
-# (SQLAlchemy's default keeps 5 and, under load, opens and closes 10 more: on PostgreSQL a new server process each
-# time, and 1/5 more CPU per write). On SQLite, which writes one at a time, the last section makes that one connection.
+# A pool of up to 15 connections, all kept open. SQLAlchemy's default keeps 5 and, under load, opens and closes 10 more:
+# on PostgreSQL a new server process each time, and 1/5 more CPU per write. On SQLite the last section keeps just one.
 try:
     engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO, pool_size=15, max_overflow=0)
 except (exc.ArgumentError, exc.InvalidRequestError, ImportError, TypeError) as error:  # a URL SQLAlchemy cannot use

@@ -258,10 +258,8 @@ async def test_patch_taking_another_books_isbn_is_409(client: AsyncClient) -> No
     assert await stored_books() == [hobbit, emma]
 
 
-# The next two tests race requests. SQLite makes them take turns at its one connection; they bite on PostgreSQL
-# (TEST_DATABASE_URL, as CI runs them), where a PATCH that read the book before writing would fail both.
-# The two race tests below can fail only where requests really run at once: on SQLite, whose one connection makes them
-# take turns, they pass whatever update_book does; CI runs them on PostgreSQL too, where they catch a race.
+# The next two tests race requests. On SQLite, whose one connection makes them take turns, they pass whatever the
+# routes do; on PostgreSQL (TEST_DATABASE_URL, as CI runs them), a PATCH that read the book before writing fails both.
 async def test_updates_racing_a_delete_get_404_not_500(client: AsyncClient) -> None:
     for _ in range(5):
         url = f"/books/{(await create(client, isbn=None))['id']}"
