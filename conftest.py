@@ -44,7 +44,10 @@ async def client() -> AsyncIterator[AsyncClient]:
             await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
             await connection.exec_driver_sql("CREATE SCHEMA public")
     transport = ASGITransport(main.app)
-    async with main.lifespan(main.app), AsyncClient(transport=transport, base_url="http://test") as client:
+    async with (
+        main.app.router.lifespan_context(main.app),  # main.lifespan, with what main.py's last section adds to it
+        AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
         yield client
     main.app.dependency_overrides.clear()  # undo what a test replaced
     # After a failed connect, aiosqlite stops its thread without waiting for it (omnilib/aiosqlite#389). Wait for it

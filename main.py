@@ -1,41 +1,28 @@
 """The Book API: an async web API for a table of books, written to be read from top to bottom.
 
-What an ORM is, and why we use one
-----------------------------------
 A database keeps rows in tables and speaks SQL. An ORM (object-relational mapper) lets Python work with those rows
-as ordinary objects: you describe a table once, as a class (`BookModel` below), and then `session.add(book)` becomes
-an INSERT and `await session.get(BookModel, 1)` a SELECT. SQLAlchemy writes the SQL for you (start the app with
-SQL_ECHO=1 to watch it), the same code runs on SQLite and on PostgreSQL, and you get objects back instead of tuples.
-FastAPI turns the `async def` functions under "Routes" into HTTP endpoints, documented at /docs.
-
-The lesson, in order: configuration; engine and session; the model; the schemas; the routes. The last section,
-"Protecting the API", guards the lesson against bad input and unusual clients: skip it on a first reading.
+as objects: you describe a table once, as a class (`BookModel` below), and the ORM writes the SQL: `session.add(book)`
+becomes an INSERT, `await session.get(BookModel, 1)` a SELECT. SQLAlchemy is the ORM here; the same code runs on SQLite
+and PostgreSQL (SQL_ECHO=1 prints the SQL it writes). FastAPI turns the `async def` functions under "Routes" into HTTP
+endpoints, documented at /docs. Up to "Protecting the API" is a complete app; that section only adds: skip it at first.
 """
 
-import datetime
-import logging
 import os
-import re
 import secrets
 import sys
 import unicodedata
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 import stdnum.isbn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, Security
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Response, Security
 from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
-from pydantic import MISSING, AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
-from sqlalchemy import BigInteger, Integer, String, asc, delete, desc, event, exc, func, or_, select, update
+from pydantic import MISSING, AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from sqlalchemy import BigInteger, Integer, String, asc, delete, desc, exc, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import AsyncAdaptedQueuePool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from stdnum.exceptions import ValidationError as InvalidISBN
 
 # --- Configuration: what differs between machines comes from environment variables, never from the code ------------
@@ -43,98 +30,96 @@ from stdnum.exceptions import ValidationError as InvalidISBN
 DATABASE_URL = os.getenv("DATABASE_URL", "sqlite+aiosqlite:///./books.db")
 SQL_ECHO = os.getenv("SQL_ECHO") == "1"  # print every SQL statement the ORM sends
 API_KEY = os.getenv("API_KEY")  # when set, writes need the header X-API-Key with this value
-DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"  # fill an empty table with a dozen books at start-up
-
 
 # --- Engine and session: the engine keeps a pool of connections; a session is one unit of work ----------------------
 
-# A pool of up to 15 connections, all kept open. SQLAlchemy's default keeps 5 and, under load, opens and closes 10 more:
-# on PostgreSQL a new server process each time, and 1/5 more CPU per write. On SQLite the last section keeps just one.
+# The engine is the app's way into the database: it knows the URL, and keeps a pool of open connections that it lends
+# out and takes back, since opening one is slow. SQLite writes one statement at a time: there one connection lets
+# requests take turns instead of waiting on SQLite's lock. PostgreSQL runs many at once: keep 15, and no more.
+POOL_SIZE = 1 if DATABASE_URL.startswith("sqlite") else 15
 try:
-    engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO, pool_size=15, max_overflow=0)
-except (exc.ArgumentError, exc.InvalidRequestError, ImportError, TypeError) as error:  # a URL SQLAlchemy cannot use
-    problem = "a database in memory, which no pool of connections can share" if isinstance(error, TypeError) else error
+    engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO, pool_size=POOL_SIZE, max_overflow=0)
+except (exc.ArgumentError, exc.InvalidRequestError, ImportError, TypeError) as error:  # not a URL it can use
     sys.exit(
-        f"DATABASE_URL={DATABASE_URL!r} cannot be used ({problem}). Use an async URL such as"
-        " sqlite+aiosqlite:///./books.db, or postgresql+asyncpg://user:password@host/db after pip install asyncpg."
+        f"DATABASE_URL={DATABASE_URL!r} cannot be used ({error}). Use an async URL of a file or a server, "
+        "such as sqlite+aiosqlite:///./books.db, or postgresql+asyncpg://user:password@host/db (pip install asyncpg)."
     )
-# expire_on_commit=False: objects keep their values after a commit, so reading them needs no new (async) query.
+
+# A session is a unit of work: what one request reads, adds and changes, in one database transaction. Its commit makes
+# the changes permanent, all together; closing it without a commit undoes them, and gives the connection back to the
+# pool. After a commit SQLAlchemy normally "expires" every object, so that reading `book.title` loads it again; in
+# async code that hidden query is an error (MissingGreenlet). expire_on_commit=False keeps the values instead.
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
-    """One session per request. Closing it gives its connection back to the pool and undoes anything uncommitted."""
+    """A dependency: FastAPI runs it for each request that asks, gives the route what it yields, then runs the rest."""
     async with SessionLocal() as session:
         yield session
 
 
-# FastAPI runs the code after `yield` once the request is done. scope="function" runs it as soon as the route returns,
-# before the response is sent, so a client that reads its response slowly (or never) holds no database connection.
+# A route asks for a session by naming this type: `session: SessionDep`. scope="function" closes the session as soon
+# as the route returns, before the response is sent: a client that reads its response slowly holds no connection.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
 
 # --- The model: one Python class, one table --------------------------------------------------------------------------
 
 
 class Base(DeclarativeBase):
-    pass
+    """The parent of every model: subclassing DeclarativeBase gives them a registry of their tables (`Base.metadata`,
+    which creates them at start-up) and one place for what they share. Here: a Python int is a 64-bit BIGINT (on
+    SQLite an INTEGER, the only type it numbers new rows with), and on SQLite too a deleted row's id is never reused."""
+
+    type_annotation_map = {int: BigInteger().with_variant(Integer, "sqlite")}
+    __table_args__ = {"sqlite_autoincrement": True}
 
 
 class BookModel(Base):
-    """The table "books": one attribute per column. `Mapped[str | None]` is a column that may be empty (NULL)."""
+    """The table "books". Each `Mapped[...]` attribute is a column whose SQL type comes from the Python type in the
+    brackets: `Mapped[str]` is text that must be there, `Mapped[str | None]` text that may be NULL. `mapped_column()`
+    adds what the type does not say: a length, a primary key, an index, uniqueness."""
 
     __tablename__ = "books"
-    __table_args__ = {"sqlite_autoincrement": True}  # SQLite, like PostgreSQL, never gives a deleted book's id again
 
-    # A 64-bit integer, which the database assigns (SQLite only numbers a column declared exactly INTEGER).
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)  # the database numbers each new book: 1, 2, 3...
     title: Mapped[str] = mapped_column(String(200))
     author: Mapped[str] = mapped_column(String(100))
-    year: Mapped[int] = mapped_column(index=True)  # the index lets `sort=year` read one page, not the whole table
-    isbn: Mapped[str | None] = mapped_column(String(13), unique=True)  # the database itself refuses a duplicate
-    # Case-folded copies of title and author, to search and sort them in any case. SQLite's own lower() knows only
-    # A-Z (one written in Python made searches 20 times slower), so Python folds them as a book is written.
+    year: Mapped[int] = mapped_column(index=True)  # an index finds and sorts by year without reading every row
+    isbn: Mapped[str | None] = mapped_column(String(13), unique=True)  # the database refuses a second book with it
+    # Title and author in one case ("casefolded": "Straße" becomes "strasse"), to search and sort in any case. SQLite's
+    # own lower() knows only A-Z, so Python folds them, once, as a book is written (with_folded).
     title_folded: Mapped[str] = mapped_column(index=True)
     author_folded: Mapped[str] = mapped_column(index=True)
 
 
 def with_folded(fields: dict[str, Any]) -> dict[str, Any]:
-    """What a write stores: `fields`, plus the case-folded copies of the title and author among them."""
+    """The columns a write stores: the fields a client sent, plus the folded copies of its title and author."""
     return fields | {f"{name}_folded": fields[name].casefold() for name in ("title", "author") if name in fields}
 
 
 # --- Schemas: what a client may send, and what it gets back. Pydantic checks every rule before a route runs ---------
+# A rule of our own is a function that returns the value to keep or raises ValueError, which becomes a 422 saying why.
 
 
-def nfc(value: Any) -> Any:
-    """Unicode can spell "é" as one character or as "e" plus an accent: keep one spelling (NFC), so both match."""
-    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
-
-
-def one_line(value: str) -> str:
-    if re.search(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", value):
+def one_line(text: str) -> str:
+    """One line of visible text: no control character (NUL, line break...), and a letter, number, mark or symbol."""
+    categories = [unicodedata.category(c) for c in text]  # Unicode's class of each: "Lu" upper-case letter, "Cc"...
+    if any(category in ("Cc", "Zl", "Zp") for category in categories):  # controls, line and paragraph separators
         raise ValueError("must be one line of text, without control characters such as NUL or newline")
-    if value and not any(visible(c) for c in value):
+    if text and not any(category[0] in "LNPS" for category in categories):
         raise ValueError("must contain a visible character, not only invisible ones such as zero-width spaces")
-    return value
-
-
-def visible(c: str) -> bool:
-    """A letter, number, punctuation mark or symbol, or one this Python's Unicode does not know yet (a new emoji)."""
-    if c in "\u115f\u1160\u2800\u3164\uffa0":  # Hangul fillers and blank braille: letters and symbols that show nothing
-        return False
-    return unicodedata.category(c)[0] in "LNPS" or unicodedata.category(c) == "Cn"
+    return text
 
 
 def digits(value: Any) -> Any:
-    """In a path or query, a number is ASCII digits only: not " 1", "1.0", "1_0" or "+1", which int() would take."""
+    """A number in a path or query is written with the digits 0-9: not " 1", "1.0", "1_0" or "+1", as int() allows."""
     if isinstance(value, str) and not (value.isascii() and value.isdigit()):
         raise ValueError("must be a whole number written with the digits 0-9 only")
     return value
 
 
 def to_isbn13(value: str) -> str:
-    """Accept ISBN-10 or ISBN-13, with hyphens or spaces; keep the 13 digits, so each book has one spelling."""
+    """A real ISBN-10 or ISBN-13 (python-stdnum checks it), kept as its 13 digits so that a book has one spelling."""
     try:
         isbn = stdnum.isbn.to_isbn13(stdnum.isbn.validate(value))
     except InvalidISBN as error:
@@ -144,36 +129,45 @@ def to_isbn13(value: str) -> str:
     return isbn
 
 
-# Title and author are normalised by nfc, lose surrounding spaces, then must have 1 to 200 (or 100) characters, all
-# on one line. (Each rule in Annotated wraps the ones before it, so NFC, a BeforeValidator listed last, runs first.)
-OneLine, NFC = AfterValidator(one_line), BeforeValidator(nfc)
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), OneLine, NFC]
-Author = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), OneLine, NFC]
-WholeNumber = Annotated[int, BeforeValidator(digits)]
-Year = Annotated[WholeNumber, Field(ge=datetime.MINYEAR, le=datetime.MAXYEAR)]  # 1..9999, Python's datetime range
+# Annotated attaches rules to a type: a Title is a str of 1 to 200 characters, then (AfterValidator) passes one_line.
+Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
+Author = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(one_line)]
+SearchText = Annotated[str, Field(max_length=200), AfterValidator(one_line)]
+Digits = BeforeValidator(digits)  # runs before int's own check, which would take " 1"
+Year = Annotated[int, Field(ge=1, le=9999), Digits]  # 1 to 9999, the years Python's datetime knows
 StrictYear = Annotated[Year, Field(strict=True)]  # in a JSON body, "1937", 1937.0 and true are not years
-SearchText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), OneLine, NFC]
 Isbn = Annotated[str, AfterValidator(to_isbn13)]
-EXAMPLE_BOOK: dict[str, Any] = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
+SortKey = Literal["id", "-id", "title", "-title", "author", "-author", "year", "-year"]
 
 
-class BookIn(BaseModel):
+class Schema(BaseModel):
+    """What every schema a client sends shares: each text loses the spaces around it and has one Unicode spelling
+    (NFC): "é" may be typed as one character or as "e" plus an accent, and both spellings must match."""
+
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")  # "*": every field; "before": before the field's own rules
+    @classmethod
+    def nfc(cls, value: Any) -> Any:
+        return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
+class BookIn(Schema):
     """The body of POST and PUT: every field of a book but its id, which the database assigns."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_BOOK]})
-
+    model_config = ConfigDict(extra="forbid")  # an unknown field is a 422
     title: Title
     author: Author
     year: StrictYear
     isbn: Isbn | None = None
 
 
-class BookPatch(BaseModel):
-    """The body of PATCH: only the fields to change. Pydantic's MISSING marks a field the client left out (unlike None,
-    which a client sends as null), and `model_dump()` skips it, so only the fields sent are written."""
+class BookPatch(Schema):
+    """The body of PATCH: only the fields to change. The usual way is `title: Title | None = None` and then
+    `model_dump(exclude_unset=True)`, but that lets `"title": null` through. Pydantic's MISSING marks a field the
+    client left out without making null a title, and `model_dump()` leaves it out: only the fields sent are written."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"year": 1816}]})
-
+    model_config = ConfigDict(extra="forbid")
     title: Title | MISSING = MISSING
     author: Author | MISSING = MISSING
     year: StrictYear | MISSING = MISSING
@@ -181,10 +175,9 @@ class BookPatch(BaseModel):
 
 
 class BookOut(BaseModel):
-    """A book as the API returns it, read from a BookModel's attributes."""
+    """A book as the API returns it. from_attributes: Pydantic reads it from a BookModel's attributes."""
 
-    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{"id": 2, **EXAMPLE_BOOK}]})
-
+    model_config = ConfigDict(from_attributes=True)
     id: int
     title: str
     author: str
@@ -192,10 +185,7 @@ class BookOut(BaseModel):
     isbn: str | None
 
 
-SortKey = Literal["id", "-id", "title", "-title", "author", "-author", "year", "-year"]
-
-
-class BookQuery(BaseModel):
+class BookQuery(Schema):
     """The query parameters of GET /books: filters, then a sort, then one page of the result."""
 
     q: SearchText | None = Field(None, description="Text in the title or the author, in any case")
@@ -203,88 +193,66 @@ class BookQuery(BaseModel):
     year_from: Year | None = Field(None, description="Earliest year, inclusive")
     year_to: Year | None = Field(None, description="Latest year, inclusive")
     sort: SortKey = Field("id", description="Field to sort by; a leading '-' sorts in descending order")
-    limit: WholeNumber = Field(20, ge=1, le=100, description="Books per page")
-    offset: WholeNumber = Field(0, ge=0, le=2**63 - 1, description="Books to skip before the page starts")
+    limit: Annotated[int, Field(ge=1, le=100), Digits] = Field(20, description="Books per page")
+    offset: Annotated[int, Field(ge=0, le=2**63 - 1), Digits] = Field(0, description="Books to skip first")
 
 
-class Error(BaseModel):  # the body of every error but 422, whose `detail` lists each rule broken
+class Error(BaseModel):  # the body of every error but 422 (whose `detail` lists each rule broken), as /docs shows it
     detail: str
 
 
-def documented(status: int, description: str, example: str) -> Any:
-    """An error response as /docs shows it: when it happens, and an example."""
-    content = {"application/json": {"example": {"detail": example}}}
-    return {status: {"model": Error, "description": description, "content": content}}
-
-
-NOT_FOUND = documented(404, "No book has this id", "Book 42 not found")
-DUPLICATE = documented(409, "Another book has this isbn", "A book with isbn 9780141439587 already exists")
-NO_KEY = documented(401, "API_KEY is set, and X-API-Key is missing or wrong", "Missing or wrong X-API-Key header")
-UNREACHABLE = "The database cannot be reached, or is busy: try again in a few seconds"
-UNAVAILABLE = documented(503, "The database cannot be used: unreachable, busy, read-only or replaced", UNREACHABLE)
-
+NOT_FOUND = {404: {"model": Error, "description": "No book has this id"}}
+DUPLICATE = {409: {"model": Error, "description": "Another book has this isbn"}}
+NO_KEY = {401: {"model": Error, "description": "API_KEY is set, and X-API-Key is missing or wrong"}}
 
 # --- Routes: the app, its start-up and shutdown, and one function per HTTP endpoint ----------------------------------
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Before the first request, create the tables that are missing (never at import); after the last, close the
-    pool's connections. Both functions it calls are in the last section."""
-    await create_tables()  # Base.metadata.create_all
-    if DEMO_BOOKS:
-        await add_demo_books()
-    yield
+    """Runs once, around all the requests: before the first it creates the missing tables (not at import, so that
+    importing main.py touches no database); after the last it closes the pool's connections."""
+    async with engine.begin() as connection:  # a connection in a transaction, committed at the end of the block
+        await connection.run_sync(Base.metadata.create_all)  # create_all is not async: run_sync runs it in here
+    yield  # the app serves requests here
     await engine.dispose()
 
 
-# FastAPIOffline is FastAPI with /docs and /redoc served from files installed with Python, not from a CDN.
-app = FastAPIOffline(
-    title="Book API",
-    description="Add, list, search, change and delete books. To try a route, open it, click **Try it out**, then "
-    "**Execute**. If the server was started with `API_KEY`, click **Authorize** and paste the key before you write.",
-    lifespan=lifespan,
-    responses=UNAVAILABLE,  # any route, when the database cannot be used
-    redirect_slashes=False,  # /books/ is a 404, not a redirect to an address built from what the client sent
-)
+app = FastAPIOffline(title="Book API", lifespan=lifespan)  # FastAPI, with /docs' files installed, not from a CDN
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Needed for writes if API_KEY is set.")
 
 
 async def require_api_key(key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Writes need the X-API-Key header when API_KEY is set; reads never do. Spaces around a key are not part of it."""
-    # Header text arrives decoded as Latin-1: encoding it back gives the bytes the client sent, UTF-8 for a key such as
-    # "clé". compare_digest takes as long for a near miss as for a wild guess, so timing reveals nothing about the key.
-    sent = (key or "").strip(" \t").encode("latin-1")
-    if API_KEY is not None and not secrets.compare_digest(sent, API_KEY.strip().encode()):
+    """Writes need the X-API-Key header when API_KEY is set (spaces around it are not part of it); reads never do.
+    compare_digest takes as long for a near miss as for a wild guess: the time taken tells nothing about the key."""
+    if API_KEY is not None and not secrets.compare_digest((key or "").strip(" \t").encode(), API_KEY.encode()):
         detail = "Missing or wrong X-API-Key header: send the API key this server was started with"
         raise HTTPException(401, detail, headers={"WWW-Authenticate": "APIKey"})
 
 
-reads = APIRouter(prefix="/books", tags=["books"])  # the book routes, added to the app below
+# A router groups routes: every route of `writes` depends on require_api_key, and may answer 401.
+reads = APIRouter(prefix="/books", tags=["books"])
 writes = APIRouter(prefix="/books", tags=["books"], dependencies=[Depends(require_api_key)], responses=NO_KEY)
-BookId = Annotated[WholeNumber, Path(ge=1, le=2**63 - 1, description="The book's id, as the database assigned it")]
+BookId = Annotated[int, Path(ge=1, le=2**63 - 1), Digits]
 
 
-def duplicate(isbn: str | None) -> HTTPException:
-    return HTTPException(409, f"A book with isbn {isbn} already exists; isbn must be unique")
+@writes.post("", response_model=BookOut, status_code=201, responses=DUPLICATE)
+async def create_book(book_in: BookIn, session: SessionDep, response: Response) -> BookModel:
+    """Add a book. The database assigns its id; the Location header gives its address."""
+    book = BookModel(**with_folded(book_in.model_dump()))
+    session.add(book)  # the session will INSERT it at the next commit
+    try:
+        await session.commit()  # INSERT, then COMMIT: the book is stored, and book.id is the number it got
+    except exc.IntegrityError:  # the unique isbn: the database decides, so of two requests racing, exactly one wins
+        raise HTTPException(409, f"A book with isbn {book.isbn} already exists; isbn must be unique") from None
+    response.headers["Location"] = f"/books/{book.id}"
+    return book  # response_model=BookOut: FastAPI sends what BookOut reads from it, as JSON
 
 
-async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
-    """Write `changes` in one UPDATE ... RETURNING, which hands back the updated row.
-
-    Why not `session.get` the book, set its attributes and commit? Two requests changing one book at once could both
-    read it before either writes; the ORM writes only what differs from what *it* read, so it could skip a field the
-    other request had just changed, and a change one client was told about would be gone. One statement leaves no
-    gap between reading and writing, and a book deleted in the meantime simply matches no row: a 404."""
-    if changes:
-        statement = update(BookModel).where(BookModel.id == book_id).values(with_folded(changes)).returning(BookModel)
-        try:
-            book = await session.scalar(statement)
-            await session.commit()
-        except exc.IntegrityError:
-            raise duplicate(changes.get("isbn")) from None
-    else:  # PATCH {} writes nothing, but a missing book is still a 404
-        book = await session.get(BookModel, book_id)
+@reads.get("/{book_id}", response_model=BookOut, responses=NOT_FOUND)
+async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
+    """One book, by its id."""
+    book = await session.get(BookModel, book_id)  # SELECT ... WHERE id = book_id; None if there is no such row
     if book is None:
         raise HTTPException(404, f"Book {book_id} not found")
     return book
@@ -294,7 +262,7 @@ async def update_book(session: AsyncSession, book_id: int, changes: dict[str, An
 async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, response: Response) -> list[BookModel]:
     """One page of books, filtered and sorted; the header X-Total-Count says how many match in all."""
     title, author = BookModel.title_folded, BookModel.author_folded
-    filters = []
+    filters = []  # conditions for a WHERE clause, written in Python: `BookModel.year >= 1900` is `year >= ?` in SQL
     if query.q is not None:  # contains: LIKE '%' || q || '%'; autoescape: "%" and "_" in q are ordinary characters
         q = query.q.casefold()
         filters.append(or_(title.contains(q, autoescape=True), author.contains(q, autoescape=True)))
@@ -304,41 +272,35 @@ async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, 
         filters.append(BookModel.year >= query.year_from)
     if query.year_to is not None:
         filters.append(BookModel.year <= query.year_to)
-
     # Title and author sort in any case ("apple" before "Zebra"). Ties are ordered by id, in the sort's direction, so
     # pages never overlap and "-year" is exactly "year" reversed.
     column = {"id": BookModel.id, "title": title, "author": author, "year": BookModel.year}[query.sort.lstrip("-")]
     columns = [column] if column is BookModel.id else [column, BookModel.id]
     order = [desc(c) if query.sort.startswith("-") else asc(c) for c in columns]
-
-    # One query brings the page and, with each book, the count of every match: `total` is a subquery that the database
-    # runs once. One trip to the database instead of two costs 1/6 less CPU per page (MAINTAINING.md).
-    total = select(func.count()).select_from(BookModel).where(*filters).scalar_subquery()
-    statement = select(BookModel, total).where(*filters).order_by(*order).limit(query.limit).offset(query.offset)
-    rows = (await session.execute(statement)).all()  # [(book, total), ...], and none past the last page
-    response.headers["X-Total-Count"] = str(rows[0][1] if rows else await session.scalar(select(total)))
+    # select() builds a SELECT as SQL reads. The plain way is two: this page, then the count of every match. Here the
+    # count rides along as a subquery that the database runs once: the page and its total take one trip, not two.
+    count = select(func.count()).select_from(BookModel).where(*filters)
+    page = select(BookModel, count.scalar_subquery().label("total")).where(*filters).order_by(*order)
+    rows = (await session.execute(page.limit(query.limit).offset(query.offset))).all()  # rows of (book, total)
+    total = rows[0].total if rows else await session.scalar(count)  # past the last page no row carries the total
+    response.headers["X-Total-Count"] = str(total)
     return [book for book, _ in rows]
 
 
-@reads.get("/{book_id}", response_model=BookOut, responses=NOT_FOUND)
-async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
-    """One book, by its id."""
-    book = await session.get(BookModel, book_id)
+async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
+    """Write `changes` to a book, and return it as stored. The plain ORM way takes three steps: `book = await
+    session.get(BookModel, book_id)`, `book.year = 1816` for each change, `await session.commit()`. But two requests
+    changing one book at once can both read it before either writes, and the ORM writes only what differs from what
+    *it* read: it can skip a field the other request has just changed, losing a change a client was told about. So
+    the change is one statement, UPDATE ... RETURNING: it writes and reads back the row at once."""
+    statement = update(BookModel).where(BookModel.id == book_id).values(with_folded(changes)).returning(BookModel)
+    try:  # the updated row as a BookModel, or None if no row matched; PATCH {} writes nothing, so it only reads
+        book = await session.scalar(statement) if changes else await session.get(BookModel, book_id)
+        await session.commit()
+    except exc.IntegrityError:  # only the unique isbn can be broken
+        raise HTTPException(409, f"A book with isbn {changes['isbn']} already exists; isbn must be unique") from None
     if book is None:
         raise HTTPException(404, f"Book {book_id} not found")
-    return book
-
-
-@writes.post("", response_model=BookOut, status_code=201, responses=DUPLICATE)
-async def create_book(book_in: BookIn, session: SessionDep, response: Response) -> BookModel:
-    """Add a book. The database assigns its id; the Location header gives its address."""
-    book = BookModel(**with_folded(book_in.model_dump()))
-    session.add(book)
-    try:
-        await session.commit()
-    except exc.IntegrityError:  # the unique isbn: the database decides, so of two requests racing, exactly one wins
-        raise duplicate(book_in.isbn) from None
-    response.headers["Location"] = f"/books/{book.id}"
     return book
 
 
@@ -366,133 +328,122 @@ async def delete_book(book_id: BookId, session: SessionDep) -> None:
 app.include_router(reads)
 app.include_router(writes)
 
+# --- Protecting the API: what the lesson does not need, added to it (replacing nothing). Skip it at first reading ---
+
+import logging
+from contextlib import suppress
+from contextvars import ContextVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy import event
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.schema import CreateIndex, CreateTable
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if API_KEY is not None and not (API_KEY and API_KEY.isascii() and API_KEY.isprintable() and API_KEY.strip() == API_KEY):
+    sys.exit("API_KEY must be ASCII letters, digits and punctuation, with no spaces around it; unset it to allow all.")
+app.router.redirect_slashes = False  # /books/ is a 404, not a redirect to an address built from what the client sent
+
 
 @app.get("/health", tags=["health"])
 async def health(session: SessionDep) -> dict[str, str]:
-    """Whether the API can use its database: 200 once it has read from the books table. If it cannot, the error
-    becomes a 503 saying why (`database_unavailable`, in the last section), as it does on every route."""
+    """Whether the API can use its database: 200 once it has read from the books table, else a 503 saying why."""
     await session.scalar(select(BookModel.id).limit(1))
     return {"status": "ok"}
 
 
-@app.get("/", include_in_schema=False)
-async def root() -> RedirectResponse:
-    return RedirectResponse("/docs")
-
-
-# --- Protecting the API, and the demo books: what the lesson does not need. Skip it on a first reading -------------
-
-
-if engine.dialect.name == "sqlite":
-    # SQLite runs one write at a time. With one connection per server process, requests take turns at it instead of
-    # sleeping on SQLite's lock (checks/bench.py: the slowest 1% of writes took 60 ms instead of 0.6 s), and no client
-    # holds it for long (see SessionDep). So on SQLite the engine above, which has not connected yet, is replaced by
-    # one whose pool keeps a single connection. PostgreSQL keeps the pool of 15.
-    one_connection = {"poolclass": AsyncAdaptedQueuePool, "pool_size": 1, "max_overflow": 0}
-    engine = create_async_engine(engine.url, echo=SQL_ECHO, **one_connection)
-    SessionLocal.configure(bind=engine)
-
-    @event.listens_for(engine.sync_engine, "connect")
-    def configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
-        """Run on each new SQLite connection: these settings last as long as the connection."""
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")  # readers never wait for the writer; writes cost 1/5 less CPU
-        cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys (such as exercise 1 adds) unless asked
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "checkout")
-    @event.listens_for(engine.sync_engine, "commit")
-    def same_file(*_: Any) -> None:
-        """SQLite goes on writing to an open database file after it was deleted or replaced (`rm books.db`), and those
-        writes vanish with it. So before each use of the connection and each commit, check that the file is still the
-        one opened at start-up (a `stat`, a few microseconds); if not, refuse every request until a restart."""
-        if getattr(app.state, "database_file", None) not in (None, sqlite_file()):
-            app.state.database_file = ()  # matches no file, not even a new one given the old one's inode number
-            raise DatabaseReplaced(f"The database file {engine.url.database} was deleted or replaced: restart the API")
-
-
+# SQLite's settings last as long as a connection: each new one gets them. SQLite goes on writing to a file deleted or
+# replaced (`rm books.db`), writes lost with it: each use of a connection and each commit checks (`stat`) the file.
 class DatabaseReplaced(OSError):
     pass
 
 
-async def create_tables() -> None:
-    """Base.metadata.create_all, which creates the tables that are missing. Server processes that start together
-    (uvicorn --workers 2) race to create them: a loser fails, tries again, and finds that table made, so it can
-    lose once per table at most."""
-    app.state.database_file = None  # which SQLite file: noted below, once it is open (see `same_file`)
-    for tries_left in reversed(range(len(Base.metadata.tables) + 1)):
-        try:
-            async with engine.begin() as connection:
-                await connection.run_sync(Base.metadata.create_all)
-            app.state.database_file = sqlite_file()
-            return
-        except (exc.DBAPIError, OSError) as error:
-            if not tries_left:
-                raise RuntimeError(
-                    f"Cannot use the database at DATABASE_URL={engine.url} ({getattr(error, 'orig', error)}). Check "
-                    "that it exists, that you may read and write it (for SQLite, the file and its folder), and that "
-                    "it is a database."
-                ) from None
+if engine.dialect.name == "sqlite":
+    first_opened: dict[str, tuple[int, ...]] = {}
+
+    def sqlite_file() -> tuple[int, ...]:  # the file now at SQLite's path, as its inode and device numbers
+        with suppress(OSError):
+            return tuple(os.stat(str(engine.url.database).removeprefix("file:")))[1:3]
+        return ()
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def configure_sqlite(dbapi_connection: Any, _connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")  # a write appends to a log instead of rewriting pages: cheaper
+        cursor.execute("PRAGMA foreign_keys=ON")  # SQLite ignores foreign keys (such as exercise 1 adds) unless asked
+        cursor.close()
+        first_opened.setdefault("file", sqlite_file())
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    @event.listens_for(engine.sync_engine, "commit")
+    def same_file(*_: Any) -> None:
+        if first_opened.get("file") != sqlite_file():  # refuse every request until a restart, even if a new file
+            first_opened["file"] = (-1,)  # gets the old one's inode number
+            raise DatabaseReplaced(f"The database file {engine.url.database} was deleted or replaced: restart the API")
+
+    @event.listens_for(engine.sync_engine, "engine_disposed")
+    def forget_file(_engine: Any) -> None:  # after dispose(), the next connection may open another file
+        first_opened.clear()
 
 
-def sqlite_file() -> tuple[int, int] | None:
-    """The file now at SQLite's path, as its device and inode numbers; None if there is none (or no SQLite)."""
-    with suppress(OSError, TypeError):
-        if engine.dialect.name == "sqlite":
-            stat = os.stat(engine.url.database.removeprefix("file:"))  # type: ignore[union-attr]
-            return stat.st_dev, stat.st_ino
-    return None
+# Server processes started together (--workers 2) run create_all at once: both may find a table missing. IF NOT EXISTS
+# makes the second CREATE do nothing; on PostgreSQL, where they still collide, a lock makes one wait for the other.
+@compiles(CreateTable)
+@compiles(CreateIndex)
+def create_if_not_exists(create: Any, compiler: Any, **kw: Any) -> str:
+    create.if_not_exists = getattr(create.element, "table", create.element).metadata is Base.metadata  # not migrations'
+    return getattr(compiler, f"visit_{create.__visit_name__}")(create, **kw)  # type: ignore[no-any-return]
 
 
-DEMO = [  # title, author, first published, isbn of a current edition
-    ("Pride and Prejudice", "Jane Austen", 1813, "978-0-14-143951-8"),
-    ("Emma", "Jane Austen", 1815, "978-0-14-143958-7"),
-    ("Frankenstein", "Mary Shelley", 1818, "978-0-14-143947-1"),
-    ("Jane Eyre", "Charlotte Brontë", 1847, "978-0-14-144114-6"),
-    ("Moby-Dick", "Herman Melville", 1851, "978-0-14-243724-7"),
-    ("The Great Gatsby", "F. Scott Fitzgerald", 1925, "978-0-7432-7356-5"),
-    ("Brave New World", "Aldous Huxley", 1932, "978-0-06-085052-4"),
-    ("The Hobbit", "J. R. R. Tolkien", 1937, "978-0-547-92822-7"),
-    ("Nineteen Eighty-Four", "George Orwell", 1949, "978-0-451-52493-5"),
-    ("The Catcher in the Rye", "J. D. Salinger", 1951, "978-0-316-76948-8"),
-    ("To Kill a Mockingbird", "Harper Lee", 1960, "978-0-06-112008-4"),
-    ("Dune", "Frank Herbert", 1965, "978-0-441-17271-9"),
+@event.listens_for(Base.metadata, "before_create")
+def one_process_at_a_time(_metadata: Any, connection: Any, **_kw: Any) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SELECT pg_advisory_xact_lock(2026120701)")  # held until the transaction ends
+
+
+# The demo books, with DEMO_BOOKS=1. FastAPI runs a router's lifespan inside the app's: after the tables are made.
+DEMO_BOOKS = os.getenv("DEMO_BOOKS") == "1"
+DEMO = [  # the year each was first published, and the isbn of a current edition
+    {"title": "Pride and Prejudice", "author": "Jane Austen", "year": 1813, "isbn": "978-0-14-143951-8"},
+    {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "978-0-14-143958-7"},
+    {"title": "Frankenstein", "author": "Mary Shelley", "year": 1818, "isbn": "978-0-14-143947-1"},
+    {"title": "Jane Eyre", "author": "Charlotte Brontë", "year": 1847, "isbn": "978-0-14-144114-6"},
+    {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937, "isbn": "978-0-547-92822-7"},
+    {"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": "978-0-441-17271-9"},
 ]
 
 
-async def add_demo_books() -> None:
+@asynccontextmanager
+async def add_demo_books(_app: FastAPI) -> AsyncIterator[None]:
     """With DEMO_BOOKS=1, fill an empty table with DEMO, so /docs has something to show; never touch one with books."""
     async with SessionLocal() as session:
-        if not await session.scalar(select(func.count()).select_from(BookModel)):
-            books = [BookIn(title=t, author=a, year=y, isbn=i).model_dump() for t, a, y, i in DEMO]
-            session.add_all(BookModel(**with_folded(book)) for book in books)
+        if DEMO_BOOKS and not await session.scalar(select(func.count()).select_from(BookModel)):
+            session.add_all(BookModel(**with_folded(BookIn(**book).model_dump())) for book in DEMO)
             with suppress(exc.IntegrityError):  # another server process (uvicorn --workers 2) added them a moment ago
                 await session.commit()
+    yield
 
 
-if API_KEY is not None and not API_KEY.strip():
-    sys.exit("API_KEY is set but empty. Set it to the key writes must send, or unset it (unset API_KEY) to allow all.")
+app.include_router(APIRouter(lifespan=add_demo_books))
 
 
 @app.exception_handler(RequestValidationError)
 async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
-    """422, saying where (`loc`) and what (`msg`) is wrong. Unlike FastAPI's default it does not echo the input back,
-    which may not even be expressible in JSON (1e400 is a 500 in FastAPI's own handler).
-    A write is checked for its API key first, so a client without the key learns nothing about what it sent."""
-    if refused := await refused_without_key(request):
+    """422, saying where (`loc`) and what (`msg`) is wrong, not echoing the input (FastAPI's own handler does: 500s)."""
+    if refused := await refused_without_key(request):  # the API key comes first
         return refused
-    # Pydantic starts the message of a ValueError from our own rules with "Value error, ": the rest is the sentence.
-    problems = [
-        {"type": e["type"], "loc": list(e["loc"]), "msg": e["msg"].removeprefix("Value error, ")}
-        for e in error.errors()
-    ]
-    if "json" not in request.headers.get("content-type", "") and [p["loc"] for p in problems] == [["body"]]:
+    problems = [dict(type=e["type"], loc=e["loc"], msg=e["msg"].removeprefix("Value error, ")) for e in error.errors()]
+    if (first := error.errors()[0])["type"] == "json_invalid":  # FastAPI's own words: "JSON decode error"
+        problems[0]["msg"] = f"The body is not valid JSON: {first['ctx']['error']} (at character {first['loc'][1]})"
+    elif isinstance(first.get("input"), bytes):  # not read as JSON, for want of the header that says it is
         problems[0]["msg"] = "Send the body as JSON, with the header Content-Type: application/json"
     return JSONResponse({"detail": problems}, status_code=422)
 
 
-async def refused_without_key(request: Request) -> JSONResponse | None:
-    """For a write whose body was refused (422, or 400 if it is not even JSON): the 401 if its API key is wrong."""
+async def refused_without_key(request: Request) -> JSONResponse | None:  # for a write whose body could not be read
     try:
         if request.method != "GET":
             await require_api_key(request.headers.get("X-API-Key"))
@@ -513,17 +464,18 @@ async def http_error(request: Request, error: StarletteHTTPException) -> JSONRes
     """Every HTTPException, FastAPI's as well as ours, as {"detail": ...}, saying what to do where FastAPI does not."""
     if error.status_code == 400 and (refused := await refused_without_key(request)):
         return refused
-    detail = BETTER_DETAIL.get(error.detail, error.detail)
-    return JSONResponse({"detail": detail}, error.status_code, headers=error.headers)
+    return JSONResponse({"detail": BETTER_DETAIL.get(error.detail, error.detail)}, error.status_code, error.headers)
 
 
-# What the databases say when they are busy or cannot be reached; any other error of theirs is a bug (a 500).
 OUTAGE_WORDS = ("unable to open database", "database is locked", "disk I/O error", "starting up", "too many clients")
+UNREACHABLE = "The database cannot be reached, or is busy: try again in a few seconds"
 
 
+@app.exception_handler(exc.DBAPIError)  # what the database and its pool raise
+@app.exception_handler(exc.TimeoutError)
+@app.exception_handler(OSError)
 async def database_unavailable(request: Request, error: Exception) -> JSONResponse:
-    """503 when the database, not the request, is at fault, saying why, with Retry-After (seconds) when waiting may be
-    enough. The API recovers by itself: the pool opens a new connection once the database answers again."""
+    """503 when the database, not the request, is at fault, saying why, with Retry-After (seconds) if waiting helps."""
     message, retry = str(getattr(error, "orig", error)), {}
     lost = isinstance(error, exc.TimeoutError | OSError) or getattr(error, "connection_invalidated", False)
     if isinstance(error, DatabaseReplaced):
@@ -540,49 +492,99 @@ async def database_unavailable(request: Request, error: Exception) -> JSONRespon
     return JSONResponse({"detail": detail}, status_code=503, headers=retry)
 
 
-for unavailable in (exc.DBAPIError, exc.TimeoutError, OSError):  # what the database and its pool raise
-    app.add_exception_handler(unavailable, database_unavailable)
-
-
 @app.exception_handler(Exception)
 async def server_error(_request: Request, _error: Exception) -> JSONResponse:
-    """A bug: a 500, in JSON like every other error. The server's log shows the traceback."""
     return JSONResponse({"detail": "Internal server error: the server's log says what went wrong"}, status_code=500)
 
 
+# What /docs shows beyond what FastAPI writes itself: a guide, an example of each body and error, and the 503.
+app.description = "Open a route, click **Try it out**, then **Execute**. With API_KEY set, click **Authorize** first."
+BOOK = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
+EXAMPLES = {"BookIn": BOOK, "BookPatch": {"year": 1816}, "BookOut": {"id": 2, **BOOK}}
+ERRORS = {"401": "Missing or wrong X-API-Key header", "404": "Book 42 not found", "503": UNREACHABLE}
+ERRORS["409"] = "A book with isbn 9780141439587 already exists; isbn must be unique"
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+
+
+def openapi() -> dict[str, Any]:  # /openapi.json, which /docs shows: FastAPI's own, with what this section adds
+    if app.openapi_schema is None:
+        schema = FastAPI.openapi(app)
+        for name, example in EXAMPLES.items():
+            schema["components"]["schemas"][name]["examples"] = [example]
+        for responses in (operation["responses"] for path in schema["paths"].values() for operation in path.values()):
+            responses["503"] = {"description": "The database cannot be used", "content": ERROR_JSON}
+            for status in responses.keys() & ERRORS.keys():
+                responses[status]["content"]["application/json"]["example"] = {"detail": ERRORS[status]}
+    return app.openapi_schema  # type: ignore[return-value]
+
+
+app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document ("Extending OpenAPI")
 MAX_BODY = 1024 * 1024  # 1 MiB, far more than a book needs
+START_UP_HINT = f"""Cannot use the database at DATABASE_URL={engine.url}. Check that it exists, that you may read and
+write it (for SQLite, the file and its folder), and that it is a database."""
 
 
 def guard(app: ASGIApp) -> ASGIApp:
-    """Runs before the app sees each request. The whole body is read first, and one over MAX_BODY refused with a 413
-    before any route runs: a refused request changes nothing (a DELETE, which never reads its body, would already
-    have deleted). And HEAD (what `curl -I` sends) is GET without the body, which FastAPI's routes do not answer: the
-    app sees a GET, and the server, which still sees HEAD, sends the headers only."""
+    """Runs before the app sees each request. It reads the whole body first and refuses one over MAX_BODY with a 413
+    before any route runs, so a refused request changes nothing (a DELETE never reads its body). And HEAD (`curl -I`),
+    which FastAPI's routes do not answer, is GET without the body: the app sees GET; the server sends headers only."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
+        if scope["type"] != "http":  # and at start-up, a database that cannot be used: say what to check
+            return await app(scope, receive, with_start_up_hint(send) if scope["type"] == "lifespan" else send)
         announced = int(dict(scope["headers"]).get(b"content-length", 0))  # the size a client may give in advance
-        chunks, received, more = [], 0, announced <= MAX_BODY
-        while more and received <= MAX_BODY:
+        received, more = bytearray(), announced <= MAX_BODY
+        while more and len(received) <= MAX_BODY:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
-            received, more = received + len(chunks[-1]), message.get("more_body", False)
-        if max(announced, received) > MAX_BODY:
-            detail = "The body is over 1 MiB: send one book's fields only"
-            closing = {"Connection": "close"}  # the rest of the body, unread, must not be taken for a next request
-            return await JSONResponse({"detail": detail}, 413, headers=closing)(scope, receive, send)
-        body: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
+            received += message.get("body", b"")
+            more = message.get("more_body", False)
+        if max(announced, len(received)) > MAX_BODY:  # and close: the rest, unread, must not pass for a next request
+            detail = {"detail": "The body is over 1 MiB: send one book's fields only"}
+            return await JSONResponse(detail, 413, {"Connection": "close"})(scope, receive, send)
+        body: list[Message] = [{"type": "http.request", "body": bytes(received)}]
 
         async def replay() -> Message:
             return body.pop() if body else await receive()
 
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        await app({**scope, "method": method}, replay, send)
+        await app({**scope, "method": method}, replay, with_sql_header(send) if SQL_ECHO else send)
 
     return middleware
 
 
+def with_start_up_hint(send: Send) -> Send:
+    async def send_with_hint(message: Message) -> None:
+        if message["type"] == "lifespan.startup.failed" and isinstance(sys.exc_info()[1], exc.DBAPIError | OSError):
+            message = {**message, "message": f"{message['message']}\n{START_UP_HINT}"}  # after the traceback
+        await send(message)
+
+    return send_with_hint
+
+
 app.add_middleware(guard)
+
+# With SQL_ECHO=1, each response also carries the SQL its request ran, in the header X-SQL, which /docs shows under
+# the response: the statements as the ORM wrote them, with `?` where the values go (the values are never sent).
+statements: ContextVar[list[str]] = ContextVar("statements")  # those of the request being served
+
+
+def with_sql_header(send: Send) -> Send:
+    statements.set(noted := [])
+
+    async def send_with_sql(message: Message) -> None:
+        if message["type"] == "http.response.start" and noted:
+            sql = "; ".join(noted)
+            sql = sql if len(sql) <= 4000 else sql[:3997] + "..."  # a header of 4000 characters at most
+            message = {**message, "headers": [*message["headers"], (b"x-sql", sql.encode("latin-1", "replace"))]}
+        await send(message)
+
+    return send_with_sql
+
+
+if SQL_ECHO:  # each statement, on one line as a header must be, and the transaction around them as SQL_ECHO says
+    note = lambda _connection, _cursor, sql, *_: statements.get([]).append(" ".join(sql.split()))  # noqa: E731
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    for name, sql in [("begin", "BEGIN (implicit)"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")]:
+        event.listen(engine.sync_engine, name, lambda *_, sql=sql: statements.get([]).append(sql))

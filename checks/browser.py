@@ -1,11 +1,14 @@
-"""Browser check: /docs and /redoc render every operation in headless Chromium with no network but this server.
+"""Browser check: /docs and /redoc render every operation in headless Chromium with no network but this server, and
+with SQL_ECHO=1 /docs shows the SQL each request ran.
 
     python checks/browser.py [--out checks/out]
 
 Chromium (Debian package `chromium`) gets a dead proxy for every host but 127.0.0.1 and a resolver that knows no
 names, so a page that needs a CDN stays blank. The check counts the operations each page rendered, against the count
 in /openapi.json, and saves a screenshot of each. A control app (checks/cdn_control.py: stock FastAPI, assets from a
-CDN) must render none under the same cut.
+CDN) must render none under the same cut. Then, against a server started with SQL_ECHO=1, Playwright clicks
+**Try it out** and **Execute** in /docs for POST, GET, PATCH and DELETE, as a learner would, and reads the response
+headers /docs shows under each answer: each must show `x-sql` with the statement that request ran.
 """
 
 import argparse
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import httpx
 from common import ROOT, Server, fresh_database, summary
+from playwright.sync_api import sync_playwright
 
 OFFLINE = [
     "--headless",
@@ -57,6 +61,39 @@ def rendered_operations(page: str, dom: str) -> set[str]:
     return set(re.findall(r'data-section-id="tag/[^"]+/operation/([^"]+)"', dom))  # ReDoc: one section each
 
 
+CLICKED = [  # operation, path parameter, and what its x-sql must hold
+    ("create_book_books_post", None, "INSERT INTO books"),
+    ("read_book_books__book_id__get", "1", "SELECT books.id"),
+    ("patch_book_books__book_id__patch", "1", "UPDATE books SET year=?"),
+    ("delete_book_books__book_id__delete", "1", "DELETE FROM books"),
+]
+
+
+def sql_shown_in_docs(url: str, screenshot: Path) -> dict[str, str]:
+    """Execute each operation of CLICKED in /docs; what /docs shows of its x-sql header ("" if nothing)."""
+    shown = {}
+    with sync_playwright() as playwright:
+        flags = [flag for flag in OFFLINE if flag != "--headless"]
+        browser = playwright.chromium.launch(executable_path=find_chromium(), args=flags)
+        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        page.goto(f"{url}/docs")
+        for operation_id, book_id, _ in CLICKED:
+            operation = page.locator(f"#operations-books-{operation_id}")
+            operation.locator(".opblock-summary").click()
+            operation.locator(".try-out__btn").click()
+            if book_id:
+                operation.locator('input[placeholder="book_id"]').fill(book_id)
+            operation.locator(".execute").click()
+            headers = operation.locator(".live-responses-table .response-col_description pre").last
+            headers.wait_for(timeout=10_000)
+            lines = [line.strip() for line in headers.inner_text().splitlines()]
+            shown[operation_id] = next((line for line in lines if line.startswith("x-sql:")), "")
+            if operation_id.startswith("patch"):
+                operation.screenshot(path=str(screenshot))
+        browser.close()
+    return shown
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=ROOT / "checks" / "out", help="folder for the screenshots")
@@ -78,11 +115,17 @@ def main() -> int:
             figures["cdn_control_docs"] = len(
                 rendered_operations("/docs", chromium(control.url + "/docs", "--dump-dom"))
             )
+    with fresh_database() as database_url, Server(database_url, env={"SQL_ECHO": "1"}) as server:
+        shown = sql_shown_in_docs(server.url, args.out / "docs-patch-sql.png")
+    missing = [operation for operation, _, words in CLICKED if words not in shown.get(operation, "")]
+    figures["x_sql_shown"] = f"{len(CLICKED) - len(missing)}/{len(CLICKED)}"
+    figures["patch_x_sql"] = repr(shown.get("patch_book_books__book_id__patch", ""))
     figures["screenshots"] = str(args.out)
     figures["seconds"] = round(time.monotonic() - started, 1)
     ok = (
         figures["docs"] == figures["redoc"] == expected > 0
         and figures["cdn_control_docs"] == 0
+        and not missing
         and all(figures[f"{name}_png_bytes"] > 10_000 for name in ("docs", "redoc"))  # type: ignore[operator]
     )
     if not ok:

@@ -2,12 +2,13 @@
 
     python checks/sync_twin.py FOLDER        # writes FOLDER/main.py
 
-It is made from main.py each time, never kept, so it cannot drift: the session, the routes, `update_book`,
-`create_tables` and the demo books become plain functions (FastAPI runs them in its thread pool),
-`create_async_engine` becomes `create_engine` on `sqlite://` (sqlite3), `async_sessionmaker` becomes `sessionmaker`,
-and `AsyncSession` becomes `Session`. Everything else (the schemas, the error handlers, the middleware, SQLite's one
-pooled connection and its PRAGMAs) is main.py's own. `checks/test_sync_twin.py` sends both the same requests and
-compares every answer; it fails if a change to main.py leaves something here that no longer converts.
+It is made from main.py each time, never kept, so it cannot drift: the session, the routes and `update_book`
+become plain functions (FastAPI runs them in its thread pool); the lifespans (main.py's and the demo books') stay
+async, with blocking calls inside, as they run once; `create_async_engine` becomes `create_engine` on `sqlite://`
+(sqlite3), `async_sessionmaker` becomes `sessionmaker`, and `AsyncSession` becomes `Session`. Everything else (the
+schemas, the error handlers, the middleware, SQLite's one pooled connection and its PRAGMAs) is main.py's own.
+`checks/test_sync_twin.py` sends both the same requests and compares every answer; it fails if a change to main.py
+leaves something here that no longer converts.
 """
 
 import re
@@ -25,14 +26,12 @@ BLOCKING = [  # the functions that touch the database, and so become plain `def`
     "patch_book",
     "delete_book",
     "health",
-    "create_tables",
-    "add_demo_books",
 ]
+RUN_ONCE = ["lifespan", "add_demo_books"]  # async context managers that FastAPI enters: async, with blocking calls
 RENAMES = [
     (r"\bcreate_async_engine\b", "create_engine"),
     (r"\basync_sessionmaker\b", "sessionmaker"),
     (r"\bAsyncSession\b", "Session"),
-    (r"\bAsyncAdaptedQueuePool\b", "QueuePool"),
     (r"engine\.sync_engine\b", "engine"),
     (r"await connection\.run_sync\(Base\.metadata\.create_all\)", "Base.metadata.create_all(connection)"),
     (r"await engine\.dispose\(\)", "engine.dispose()"),
@@ -44,7 +43,6 @@ RENAMES = [
         r"from sqlalchemy\.orm import DeclarativeBase,",
         "from sqlalchemy.orm import Session, sessionmaker, DeclarativeBase,",
     ),
-    (r"from sqlalchemy\.pool import QueuePool", "from sqlalchemy.pool import QueuePool"),
     (r"from collections\.abc import AsyncIterator", "from collections.abc import AsyncIterator, Iterator"),
     (r"def get_session\(\) -> AsyncIterator\[Session\]", "def get_session() -> Iterator[Session]"),
     (
@@ -64,8 +62,8 @@ def twin_source(source: str) -> str:
     inside = False
     for number, line in enumerate(lines):
         if line.startswith(("async def ", "def ", "@", "class ", "if ")) or (line and not line[0].isspace()):
-            inside = any(line.startswith(f"async def {name}(") for name in BLOCKING)
-            if inside:
+            inside = any(line.startswith(f"async def {name}(") for name in BLOCKING + RUN_ONCE)
+            if any(line.startswith(f"async def {name}(") for name in BLOCKING):
                 line = line.removeprefix("async ")
         if inside:
             line = line.replace("async with ", "with ").replace("await ", "")

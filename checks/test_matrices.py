@@ -11,8 +11,6 @@ import asyncio
 import json
 import os
 import re
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -169,10 +167,10 @@ async def test_patch_of_a_missing_book_is_404(client: AsyncClient) -> None:
     assert response.json() == {"detail": "Book 42 not found"}
 
 
-async def test_the_root_leads_to_the_docs(client: AsyncClient) -> None:
+async def test_the_root_points_to_the_docs(client: AsyncClient) -> None:
     response = await client.get("/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "/docs"
+    assert response.status_code == 404
+    assert "/docs lists them all" in response.json()["detail"]
 
 
 async def test_head_gives_the_headers_of_get(client: AsyncClient) -> None:
@@ -329,17 +327,6 @@ async def test_with_api_key_writes_succeed_with_it(
         assert response.status_code == expected if key == "s3cret" else response.status_code != 401
 
 
-@pytest.mark.parametrize("key", ["clé", "ключ", "鍵", " clé ", "à"])  # "à" is UTF-8 C3 A0: A0 is no space to strip
-async def test_an_api_key_in_any_script_matches_what_a_client_sends_as_utf8(
-    client: AsyncClient, monkeypatch: pytest.MonkeyPatch, key: str
-) -> None:
-    monkeypatch.setattr(main, "API_KEY", key)
-    response = await client.post("/books", json=HOBBIT, headers={"X-API-Key": key.strip().encode()})
-    assert response.status_code == 201
-    wrong = await client.post("/books", json=HOBBIT | {"isbn": None}, headers={"X-API-Key": (key + "x").encode()})
-    assert wrong.status_code == 401
-
-
 async def test_without_api_key_any_key_is_ignored(client: AsyncClient) -> None:
     created = await create(client)
     response = await client.delete(f"/books/{created['id']}", headers={"X-API-Key": "anything"})
@@ -458,21 +445,10 @@ async def test_errors_from_fastapi_itself_say_what_to_do(
     assert words in response.json()["detail"]
 
 
-INVISIBLE = [
-    "\u200b",
-    "\u202e",
-    "\u2060\u00a0",
-    "\ufeff",
-    "\u3164",
-    "\uffa0",
-    "\u115f\u1160",
-    "\u2800",
-    "\u034f",
-    "\ufe0f",
-]
+INVISIBLE = ["\u200b", "\u202e", "\u2060\u00a0", "\ufeff", "\u034f", "\ufe0f", "\U000e0100", "\u180b", "\u17b4"]
 
 
-@pytest.mark.parametrize("sent", [*INVISIBLE, "\U000e0100", "\u180b", "\u17b4", " \u3164 ", "a\u2028b"])
+@pytest.mark.parametrize("sent", [*INVISIBLE, "\u200b \u200b", "a\u2028b", "a\u2029b", "a\x85b"])
 async def test_text_without_a_visible_character_or_with_line_separators_is_refused(
     client: AsyncClient, sent: str
 ) -> None:
@@ -482,10 +458,22 @@ async def test_text_without_a_visible_character_or_with_line_separators_is_refus
     assert await stored_books() == []
 
 
-@pytest.mark.parametrize("sent", ["\U0001fae8", "\U0002ebf0", "鍵", "ب", "e\u0301", "\u00a7", "7", "?"])
-async def test_any_visible_character_will_do(client: AsyncClient, sent: str) -> None:
+@pytest.mark.parametrize("sent", ["鍵", "ب", "e\u0301", "\u00a7", "7", "?", "Shaking \U0001fae8", "\u3164"])
+async def test_any_letter_number_punctuation_or_symbol_will_do(client: AsyncClient, sent: str) -> None:
+    # Unicode calls the Hangul filler U+3164 a letter, though it shows nothing: Unicode's word is the rule. A character
+    # this Python's Unicode does not know yet (U+1FAE8 is newer than Python 3.11's) is accepted beside a known one.
     response = await client.post("/books", json=book(title=sent, isbn=None))
     assert response.status_code == 201, response.text
+
+
+async def test_zero_width_joiners_and_spaces_inside_a_title_are_kept(client: AsyncClient) -> None:
+    for title in [
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+        "Où\u00a0?",
+        "東京\u3000物語",
+    ]:
+        assert (await create(client, title=title, isbn=None))["title"] == title
 
 
 async def test_a_patch_stores_nfc_too_and_the_author_filter_finds_either_spelling(client: AsyncClient) -> None:
@@ -634,17 +622,6 @@ async def test_a_deleted_database_file_is_503_until_a_restart(client: AsyncClien
             assert "deleted or replaced: restart the API" in response.json()["detail"]
 
 
-def test_an_empty_api_key_refuses_to_start(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", "import main"],
-        cwd=ROOT,
-        env={**os.environ, "API_KEY": " "},
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 1 and "API_KEY is set but empty" in result.stderr
-
-
 # --- Start-up, settings and the machinery under the API --------------------------------------------------------------
 
 
@@ -677,62 +654,22 @@ async def test_a_write_left_uncommitted_is_rolled_back_before_the_connection_is_
     assert [b["title"] for b in await stored_books()] == ["Kept", "Also kept"]
 
 
-def test_sql_echo_logs_the_sql(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "SQL_ECHO": "1",
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/b.db",
-        "PYTHONPATH": str(ROOT),
-    }
-    code = "import asyncio, main; asyncio.run(main.create_tables())"
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert "CREATE TABLE books" in result.stdout + result.stderr
-
-
 async def test_lifespan_creates_the_table(client: AsyncClient) -> None:
     async with main.engine.connect() as connection:
         assert await connection.run_sync(lambda sync: inspect(sync).has_table("books"))
 
 
 async def test_server_processes_starting_together_all_find_their_tables(client: AsyncClient) -> None:
+    async def create_all() -> None:  # as the lifespan does, in each of several server processes at once
+        async with main.engine.begin() as connection:
+            await connection.run_sync(main.Base.metadata.create_all)
+
     async with main.engine.begin() as connection:
         await connection.run_sync(main.Base.metadata.drop_all)
-    await asyncio.gather(*(main.create_tables() for _ in range(4)))
+    await asyncio.gather(*(create_all() for _ in range(4)))
     async with main.engine.connect() as connection:
         tables = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
     assert set(tables) == set(main.Base.metadata.tables)
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "not a url",
-        "sqlite:///books.db",
-        "postgresql://u@localhost/db",
-        "nosuchdb+driver://u@h/db",
-        "sqlite+aiosqlite://",
-    ],
-)
-def test_a_bad_database_url_says_what_to_use_instead(url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run(
-        [sys.executable, "-c", "import main"], cwd=tmp_path, env=env, capture_output=True, text=True
-    )
-    assert result.returncode == 1
-    assert re.search(r"DATABASE_URL=.* cannot be used .* sqlite\+aiosqlite:///\./books\.db", result.stderr)
-
-
-@pytest.mark.parametrize("problem", ["not a database", "a folder", "a missing folder"])
-async def test_an_unusable_database_file_says_what_to_check(
-    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, problem: str
-) -> None:
-    path = {"not a database": tmp_path / "books.db", "a folder": tmp_path, "a missing folder": tmp_path / "no" / "x.db"}
-    path["not a database"].write_bytes(b"these are not the pages of a database " * 200)
-    engine = create_async_engine(f"sqlite+aiosqlite:///{path[problem]}")
-    monkeypatch.setattr(main, "engine", engine)
-    with pytest.raises(RuntimeError, match=r"Cannot use the database at DATABASE_URL=\S+ \([^\n]+\)\. Check that"):
-        await main.create_tables()
-    await engine.dispose()
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])
@@ -765,11 +702,11 @@ async def test_demo_books_fill_an_empty_table_and_nothing_else(
     client: AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(main, "DEMO_BOOKS", True)
-    async with main.lifespan(main.app):
+    async with main.app.router.lifespan_context(main.app):
         listed_books = (await client.get("/books", params={"limit": 100})).json()
-    assert [b["title"] for b in listed_books] == [title for title, *_ in main.DEMO]
+    assert [b["title"] for b in listed_books] == [book["title"] for book in main.DEMO]
     assert (await client.get("/books", params={"q": "brontë"})).json()[0]["author"] == "Charlotte Brontë"
-    async with main.lifespan(main.app):  # a table with books is never touched
+    async with main.app.router.lifespan_context(main.app):  # a table with books is never touched
         assert len(await stored_books()) == len(main.DEMO)
 
 

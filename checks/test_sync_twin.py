@@ -17,7 +17,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, Server
-from sync_twin import write_twin
+from sync_twin import RUN_ONCE, write_twin
 
 BOOKS = [
     {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"},
@@ -72,7 +72,11 @@ def test_the_sync_twin_answers_every_request_as_main_py_does(tmp_path: Path) -> 
 
 def test_no_async_function_of_the_twin_touches_the_database(tmp_path: Path) -> None:
     tree = ast.parse((write_twin(tmp_path) / "main.py").read_text())
-    # lifespan stays async (FastAPI requires it), and calls the twin's plain functions once, at start-up.
-    functions = [node for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef) and node.name != "lifespan"]
+    # The lifespans stay async (FastAPI enters them with `async with`), and block only once, at start-up and shutdown.
+    functions = [
+        node for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef) and node.name not in RUN_ONCE
+    ]
     touching = [f.name for f in functions if re.search(r"\b(session|engine|SessionLocal)\b", ast.unparse(f))]
     assert touching == [], "add these to BLOCKING in checks/sync_twin.py (they use the database)"
+    awaiting = [f.name for f in ast.walk(tree) if isinstance(f, ast.AsyncFunctionDef) and f.name in RUN_ONCE]
+    assert all("await " not in ast.unparse(f) for f in ast.walk(tree) if getattr(f, "name", "") in awaiting)
