@@ -514,7 +514,7 @@ def openapi() -> dict[str, Any]:  # /openapi.json, which /docs shows: FastAPI's 
         for responses in (operation["responses"] for path in schema["paths"].values() for operation in path.values()):
             responses["503"] = {"description": "The database cannot be used", "content": ERROR_JSON}
             for status in responses.keys() & ERRORS.keys():
-                responses[status]["content"]["application/json"]["example"] = {"detail": ERRORS[status]}
+                responses[status]["content"]["application/json"].setdefault("example", {"detail": ERRORS[status]})
     return app.openapi_schema  # type: ignore[return-value]
 
 
