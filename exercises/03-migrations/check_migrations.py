@@ -29,7 +29,7 @@ STARTING_BOOKS = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
     Column("title", String(200), nullable=False),
     Column("author", String(100), nullable=False),
-    Column("year", Integer, nullable=False, index=True),
+    Column("year", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
     Column("isbn", String(13), unique=True),
     Column("title_folded", String, nullable=False, index=True),
     Column("author_folded", String, nullable=False, index=True),
