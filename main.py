@@ -102,11 +102,11 @@ def with_folded(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def one_line(text: str) -> str:
-    """One line of visible text: no control character (NUL, line break...), and a letter, number, mark or symbol."""
+    """One line of visible text: no control character (NUL, line break), and a letter, number, punctuation or symbol."""
     categories = [unicodedata.category(c) for c in text]  # Unicode's class of each: "Lu" upper-case letter, "Cc"...
     if any(category in ("Cc", "Zl", "Zp") for category in categories):  # controls, line and paragraph separators
         raise ValueError("must be one line of text, without control characters such as NUL or newline")
-    if text and not any(category[0] in "LNPS" for category in categories):
+    if text and not any(category[0] in "LNPS" for category in categories):  # Letter, Number, Punctuation, Symbol
         raise ValueError("must contain a visible character, not only invisible ones such as zero-width spaces")
     return text
 
