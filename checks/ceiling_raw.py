@@ -23,8 +23,8 @@ db: aiosqlite.Connection
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     global db
-    await main.create_tables()
-    await main.engine.dispose()
+    async with main.lifespan(main.app):  # main.py's own start-up makes the table
+        pass
     db = await aiosqlite.connect(PATH, isolation_level=None)
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute("PRAGMA foreign_keys=ON")
