@@ -33,9 +33,9 @@ API_KEY = os.getenv("API_KEY")  # when set, writes need the header X-API-Key wit
 
 # --- Engine and session: the engine keeps a pool of connections; a session is one unit of work ----------------------
 
-# The engine is the app's way into the database: it knows the URL, and keeps a pool of open connections that it lends
-# out and takes back, since opening one is slow. SQLite writes one statement at a time: there one connection lets
-# requests take turns instead of waiting on SQLite's lock. PostgreSQL runs many at once: keep 15, and no more.
+# The engine is the app's way into the database: it knows the URL and keeps a pool of open connections, lending one
+# to each unit of work (opening one is slow). SQLite writes one statement at a time, so requests take turns at one
+# connection; PostgreSQL runs many at once: 15 of them. max_overflow=0: never more than that, even under load.
 POOL_SIZE = 1 if DATABASE_URL.startswith("sqlite") else 15
 try:
     engine = create_async_engine(DATABASE_URL, echo=SQL_ECHO, pool_size=POOL_SIZE, max_overflow=0)
@@ -46,32 +46,31 @@ except (exc.ArgumentError, exc.InvalidRequestError, ImportError, TypeError) as e
     )
 
 # A session is a unit of work: what one request reads, adds and changes, in one database transaction. Its commit makes
-# the changes permanent, all together; closing it without a commit undoes them, and gives the connection back to the
-# pool. After a commit SQLAlchemy normally "expires" every object, so that reading `book.title` loads it again; in
-# async code that hidden query is an error (MissingGreenlet). expire_on_commit=False keeps the values instead.
+# the changes permanent, all together; closing it without one (or after one failed) undoes them, and gives the
+# connection back to the pool. After a commit SQLAlchemy "expires" every object, so that reading `book.title` loads
+# it again; in async code that hidden query is an error (MissingGreenlet): expire_on_commit=False keeps the values.
 SessionLocal = async_sessionmaker(engine, expire_on_commit=False)
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
-    """A dependency: FastAPI runs it for each request that asks, gives the route what it yields, then runs the rest."""
+    """A dependency: FastAPI calls it per request, gives the route what it yields, then runs the code after `yield`."""
     async with SessionLocal() as session:
         yield session
 
 
-# A route asks for a session by naming this type: `session: SessionDep`. scope="function" closes the session as soon
-# as the route returns, before the response is sent: a client that reads its response slowly holds no connection.
+# A route asks for a session by naming this type: `session: SessionDep`. scope="function" closes it when the route
+# returns, not (as by default) once the response is sent: a client that reads slowly holds no connection meanwhile.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 
+
 # --- The model: one Python class, one table --------------------------------------------------------------------------
-
-
 class Base(DeclarativeBase):
     """The parent of every model: subclassing DeclarativeBase gives them a registry of their tables (`Base.metadata`,
-    which creates them at start-up) and one place for what they share. Here: a Python int is a 64-bit BIGINT (on
-    SQLite an INTEGER, the only type it numbers new rows with), and on SQLite too a deleted row's id is never reused."""
+    which creates them at start-up) and one place for the settings they share, such as these two."""
 
+    # Mapped[int] is a 64-bit BIGINT column; on SQLite an INTEGER, the only type whose new rows SQLite numbers itself.
     type_annotation_map = {int: BigInteger().with_variant(Integer, "sqlite")}
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = {"sqlite_autoincrement": True}  # on SQLite too, a deleted row's id is never given again
 
 
 class BookModel(Base):
@@ -80,7 +79,6 @@ class BookModel(Base):
     adds what the type does not say: a length, a primary key, an index, uniqueness."""
 
     __tablename__ = "books"
-
     id: Mapped[int] = mapped_column(primary_key=True)  # the database numbers each new book: 1, 2, 3...
     title: Mapped[str] = mapped_column(String(200))
     author: Mapped[str] = mapped_column(String(100))
@@ -94,13 +92,12 @@ class BookModel(Base):
 
 def with_folded(fields: dict[str, Any]) -> dict[str, Any]:
     """The columns a write stores: the fields a client sent, plus the folded copies of its title and author."""
-    return fields | {f"{name}_folded": fields[name].casefold() for name in ("title", "author") if name in fields}
+    folded = {f"{name}_folded": fields[name].casefold() for name in ("title", "author") if name in fields}
+    return fields | folded  # one dict with the keys of both
 
 
 # --- Schemas: what a client may send, and what it gets back. Pydantic checks every rule before a route runs ---------
 # A rule of our own is a function that returns the value to keep or raises ValueError, which becomes a 422 saying why.
-
-
 def one_line(text: str) -> str:
     """One line of visible text: no control character (NUL, line break), and a letter, number, punctuation or symbol."""
     categories = [unicodedata.category(c) for c in text]  # Unicode's class of each: "Lu" upper-case letter, "Cc"...
@@ -129,13 +126,13 @@ def to_isbn13(value: str) -> str:
     return isbn
 
 
-# Annotated attaches rules to a type: a Title is a str of 1 to 200 characters, then (AfterValidator) passes one_line.
+# Annotated[type, rule, ...] attaches rules to a type: a Title is a str of 1 to 200 characters, then passes one_line.
 Title = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
 Author = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(one_line)]
 SearchText = Annotated[str, Field(max_length=200), AfterValidator(one_line)]
-Digits = BeforeValidator(digits)  # runs before int's own check, which would take " 1"
+Digits = BeforeValidator(digits)  # runs before int's own check (an AfterValidator runs after), which takes " 1"
 Year = Annotated[int, Field(ge=1, le=9999), Digits]  # 1 to 9999, the years Python's datetime knows
-StrictYear = Annotated[Year, Field(strict=True)]  # in a JSON body, "1937", 1937.0 and true are not years
+StrictYear = Annotated[Year, Field(strict=True)]  # strictly: in a JSON body, "1937", 1937.0 and true are not years
 Isbn = Annotated[str, AfterValidator(to_isbn13)]
 SortKey = Literal["id", "-id", "title", "-title", "author", "-author", "year", "-year"]
 
@@ -205,15 +202,15 @@ NOT_FOUND = {404: {"model": Error, "description": "No book has this id"}}
 DUPLICATE = {409: {"model": Error, "description": "Another book has this isbn"}}
 NO_KEY = {401: {"model": Error, "description": "API_KEY is set, and X-API-Key is missing or wrong"}}
 
+
 # --- Routes: the app, its start-up and shutdown, and one function per HTTP endpoint ----------------------------------
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Runs once, around all the requests: before the first it creates the missing tables (not at import, so that
-    importing main.py touches no database); after the last it closes the pool's connections."""
+    """Runs once, around all the requests: before the first it creates the missing tables (not at import: importing
+    main.py touches no database); after the last it closes the pool. create_all works on tables, not objects, so it
+    takes a connection, not a session; and it is plain (not async) code, which run_sync runs for this connection."""
     async with engine.begin() as connection:  # a connection in a transaction, committed at the end of the block
-        await connection.run_sync(Base.metadata.create_all)  # create_all is not async: run_sync runs it in here
+        await connection.run_sync(Base.metadata.create_all)
     yield  # the app serves requests here
     await engine.dispose()
 
@@ -260,7 +257,7 @@ async def read_book(book_id: BookId, session: SessionDep) -> BookModel:
 
 @reads.get("", response_model=list[BookOut])
 async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, response: Response) -> list[BookModel]:
-    """One page of books, filtered and sorted; the header X-Total-Count says how many match in all."""
+    """One page of books. Query() fills a BookQuery from the query string; X-Total-Count says how many match in all."""
     title, author = BookModel.title_folded, BookModel.author_folded
     filters = []  # conditions for a WHERE clause, written in Python: `BookModel.year >= 1900` is `year >= ?` in SQL
     if query.q is not None:  # contains: LIKE '%' || q || '%'; autoescape: "%" and "_" in q are ordinary characters
@@ -272,30 +269,33 @@ async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, 
         filters.append(BookModel.year >= query.year_from)
     if query.year_to is not None:
         filters.append(BookModel.year <= query.year_to)
-    # Title and author sort in any case ("apple" before "Zebra"). Ties are ordered by id, in the sort's direction, so
-    # pages never overlap and "-year" is exactly "year" reversed.
+    # ORDER BY the column that `sort` names (title and author in any case: "apple" before "Zebra"), then by id, so
+    # that books which tie keep one order: pages never overlap. A leading "-" sorts both in descending order.
     column = {"id": BookModel.id, "title": title, "author": author, "year": BookModel.year}[query.sort.lstrip("-")]
     columns = [column] if column is BookModel.id else [column, BookModel.id]
     order = [desc(c) if query.sort.startswith("-") else asc(c) for c in columns]
-    # select() builds a SELECT as SQL reads. The plain way is two: this page, then the count of every match. Here the
-    # count rides along as a subquery that the database runs once: the page and its total take one trip, not two.
+    # select() builds a SELECT as SQL reads it. The plain way is two queries: the page, then `count`, the number of
+    # matches. Here the count is also a column of the page (a subquery the database runs once): rows of (book, total).
     count = select(func.count()).select_from(BookModel).where(*filters)
     page = select(BookModel, count.scalar_subquery().label("total")).where(*filters).order_by(*order)
-    rows = (await session.execute(page.limit(query.limit).offset(query.offset))).all()  # rows of (book, total)
-    total = rows[0].total if rows else await session.scalar(count)  # past the last page no row carries the total
+    rows = (await session.execute(page.limit(query.limit).offset(query.offset))).all()
+    total = rows[0].total if rows else await session.scalar(count)  # past the last page, no row: ask for the count
     response.headers["X-Total-Count"] = str(total)
     return [book for book, _ in rows]
 
 
 async def update_book(session: AsyncSession, book_id: int, changes: dict[str, Any]) -> BookModel:
-    """Write `changes` to a book, and return it as stored. The plain ORM way takes three steps: `book = await
+    """Write `changes` to a book, and return it as stored. The plain ORM way is three steps: `book = await
     session.get(BookModel, book_id)`, `book.year = 1816` for each change, `await session.commit()`. But two requests
-    changing one book at once can both read it before either writes, and the ORM writes only what differs from what
-    *it* read: it can skip a field the other request has just changed, losing a change a client was told about. So
-    the change is one statement, UPDATE ... RETURNING: it writes and reads back the row at once."""
+    changing one book can both read it before either writes, and the ORM writes only what differs from what *it* read:
+    it can skip a field the other has just changed, and lose a change a client was told of. So the change is one
+    statement, UPDATE ... RETURNING, which writes and reads back the row at once."""
     statement = update(BookModel).where(BookModel.id == book_id).values(with_folded(changes)).returning(BookModel)
-    try:  # the updated row as a BookModel, or None if no row matched; PATCH {} writes nothing, so it only reads
-        book = await session.scalar(statement) if changes else await session.get(BookModel, book_id)
+    try:
+        if changes:  # session.scalar runs it and gives back the row as a BookModel, or None if no book has the id
+            book = await session.scalar(statement)
+        else:  # PATCH {} writes nothing, but a missing book is still a 404
+            book = await session.get(BookModel, book_id)
         await session.commit()
     except exc.IntegrityError:  # only the unique isbn can be broken
         raise HTTPException(409, f"A book with isbn {changes['isbn']} already exists; isbn must be unique") from None
@@ -328,7 +328,7 @@ async def delete_book(book_id: BookId, session: SessionDep) -> None:
 app.include_router(reads)
 app.include_router(writes)
 
-# --- Protecting the API: what the lesson does not need, added to it (replacing nothing). Skip it at first reading ---
+# --- Protecting the API: what the lesson does not need, added to it as handlers, middleware and listeners --------
 
 import logging
 from contextlib import suppress
@@ -345,7 +345,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 if API_KEY is not None and not (API_KEY and API_KEY.isascii() and API_KEY.isprintable() and API_KEY.strip() == API_KEY):
     sys.exit("API_KEY must be ASCII letters, digits and punctuation, with no spaces around it; unset it to allow all.")
-app.router.redirect_slashes = False  # /books/ is a 404, not a redirect to an address built from what the client sent
 
 
 @app.get("/health", tags=["health"])
@@ -497,28 +496,6 @@ async def server_error(_request: Request, _error: Exception) -> JSONResponse:
     return JSONResponse({"detail": "Internal server error: the server's log says what went wrong"}, status_code=500)
 
 
-# What /docs shows beyond what FastAPI writes itself: a guide, an example of each body and error, and the 503.
-app.description = "Open a route, click **Try it out**, then **Execute**. With API_KEY set, click **Authorize** first."
-BOOK = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
-EXAMPLES = {"BookIn": BOOK, "BookPatch": {"year": 1816}, "BookOut": {"id": 2, **BOOK}}
-ERRORS = {"401": "Missing or wrong X-API-Key header", "404": "Book 42 not found", "503": UNREACHABLE}
-ERRORS["409"] = "A book with isbn 9780141439587 already exists; isbn must be unique"
-ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-
-
-def openapi() -> dict[str, Any]:  # /openapi.json, which /docs shows: FastAPI's own, with what this section adds
-    if app.openapi_schema is None:
-        schema = FastAPI.openapi(app)
-        for name, example in EXAMPLES.items():
-            schema["components"]["schemas"][name]["examples"] = [example]
-        for responses in (operation["responses"] for path in schema["paths"].values() for operation in path.values()):
-            responses["503"] = {"description": "The database cannot be used", "content": ERROR_JSON}
-            for status in responses.keys() & ERRORS.keys():
-                responses[status]["content"]["application/json"].setdefault("example", {"detail": ERRORS[status]})
-    return app.openapi_schema  # type: ignore[return-value]
-
-
-app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document ("Extending OpenAPI")
 MAX_BODY = 1024 * 1024  # 1 MiB, far more than a book needs
 START_UP_HINT = f"""Cannot use the database at DATABASE_URL={engine.url}. Check that it exists, that you may read and
 write it (for SQLite, the file and its folder), and that it is a database."""
@@ -532,6 +509,8 @@ def guard(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # and at start-up, a database that cannot be used: say what to check
             return await app(scope, receive, with_start_up_hint(send) if scope["type"] == "lifespan" else send)
+        if scope["path"].endswith("/") and scope["path"] != "/":  # a 404, not a redirect built from the client's Host
+            return await JSONResponse({"detail": BETTER_DETAIL["Not Found"]}, 404)(scope, receive, send)
         announced = int(dict(scope["headers"]).get(b"content-length", 0))  # the size a client may give in advance
         received, more = bytearray(), announced <= MAX_BODY
         while more and len(received) <= MAX_BODY:
@@ -588,3 +567,20 @@ if SQL_ECHO:  # each statement, on one line as a header must be, and the transac
     event.listen(engine.sync_engine, "before_cursor_execute", note)
     for name, sql in [("begin", "BEGIN (implicit)"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")]:
         event.listen(engine.sync_engine, name, lambda *_, sql=sql: statements.get([]).append(sql))
+
+# What /docs shows beyond what FastAPI writes itself: a guide, an example of each body and error, and the 503. FastAPI
+# writes /openapi.json once and keeps it; this adds to it, once every route is there.
+BOOK = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
+EXAMPLES = {"BookIn": BOOK, "BookPatch": {"year": 1816}, "BookOut": {"id": 2, **BOOK}}
+ERRORS = {"401": "Missing or wrong X-API-Key header", "404": "Book 42 not found", "503": UNREACHABLE}
+ERRORS["409"] = "A book with isbn 9780141439587 already exists; isbn must be unique"
+document = app.openapi()
+document["info"]["description"] = "Open a route, click **Try it out**, then **Execute**. With API_KEY set, click \
+**Authorize** first."
+for name, example in EXAMPLES.items():
+    document["components"]["schemas"][name]["examples"] = [example]
+for responses in (operation["responses"] for path in document["paths"].values() for operation in path.values()):
+    responses["503"] = {"description": "The database cannot be used", "content": {"application/json": {}}}
+    responses["503"]["content"]["application/json"]["schema"] = {"$ref": "#/components/schemas/Error"}
+    for status in responses.keys() & ERRORS.keys():
+        responses[status]["content"]["application/json"].setdefault("example", {"detail": ERRORS[status]})

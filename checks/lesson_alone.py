@@ -6,7 +6,7 @@ The lines above the banner go to main.py in an empty folder; `uvicorn main:app` 
 (with no setting but DATABASE_URL), and the README's tour runs against it: POST 201 with Location, GET by id, the
 author filter with X-Total-Count, a PATCH of one field, a 422, DELETE 204 and then 404. Then the same tour runs
 against the whole main.py, which must answer it the same way. And the lesson must not define a name twice, nor the
-last section assign one of the lesson's names again.
+last section assign one of the lesson's names again, nor an attribute or item of one (`app.openapi = ...`).
 """
 
 import ast
@@ -63,14 +63,19 @@ def tour(url: str) -> list[str]:
 
 
 def names_assigned(statements: list[ast.stmt]) -> list[str]:
-    """Every module-level name the statements bind (assignments, functions, classes, imports), `if` blocks included."""
+    """Every module-level name the statements bind (assignments, functions, classes, imports), `if` blocks included.
+    An assignment to an attribute or an item counts as binding the name it starts from: `app.openapi = f` is "app"."""
     names: list[str] = []
     for node in statements:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.append(node.name)
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names += [target.id for target in targets if isinstance(target, ast.Name)]
+            for target in targets:
+                while isinstance(target, ast.Attribute | ast.Subscript):
+                    target = target.value
+                if isinstance(target, ast.Name):
+                    names.append(target.id)
         elif isinstance(node, ast.Import | ast.ImportFrom):
             names += [(alias.asname or alias.name).split(".")[0] for alias in node.names]
         elif isinstance(node, ast.If | ast.Try | ast.For | ast.With):
