@@ -275,11 +275,11 @@ async def list_books(query: Annotated[BookQuery, Query()], session: SessionDep, 
     columns = [column] if column is BookModel.id else [column, BookModel.id]
     order = [desc(c) if query.sort.startswith("-") else asc(c) for c in columns]
     # select() builds a SELECT as SQL reads it. The plain way is two queries: the page, then `count`, the number of
-    # matches. Here the count is also a column of the page (a subquery the database runs once): rows of (book, total).
+    # matches. Here the count is a column of the page too (a subquery run once): execute() gives rows of (book, total).
     count = select(func.count()).select_from(BookModel).where(*filters)
     page = select(BookModel, count.scalar_subquery().label("total")).where(*filters).order_by(*order)
     rows = (await session.execute(page.limit(query.limit).offset(query.offset))).all()
-    total = rows[0].total if rows else await session.scalar(count)  # past the last page, no row: ask for the count
+    total = rows[0].total if rows else await session.scalar(count)  # past the last page, no row: scalar() gives count
     response.headers["X-Total-Count"] = str(total)
     return [book for book, _ in rows]
 
