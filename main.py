@@ -365,7 +365,7 @@ if engine.dialect.name == "sqlite":
 
     def sqlite_file() -> tuple[int, ...]:  # the file now at SQLite's path, as its inode and device numbers
         with suppress(OSError):
-            return tuple(os.stat(str(engine.url.database).removeprefix("file:")))[1:3]
+            return (stat := os.stat(str(engine.url.database).removeprefix("file:"))).st_ino, stat.st_dev
         return ()
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -434,8 +434,9 @@ async def validation_error(request: Request, error: RequestValidationError) -> J
     """422, saying where (`loc`) and what (`msg`) is wrong, not echoing the input (FastAPI's own handler does: 500s)."""
     if refused := await refused_without_key(request):  # the API key comes first
         return refused
-    problems = [dict(type=e["type"], loc=e["loc"], msg=e["msg"].removeprefix("Value error, ")) for e in error.errors()]
-    if (first := error.errors()[0])["type"] == "json_invalid":  # FastAPI's own words: "JSON decode error"
+    errors = error.errors()
+    problems = [dict(type=e["type"], loc=e["loc"], msg=e["msg"].removeprefix("Value error, ")) for e in errors]
+    if (first := errors[0])["type"] == "json_invalid":  # FastAPI's own words: "JSON decode error"
         problems[0]["msg"] = f"The body is not valid JSON: {first['ctx']['error']} (at character {first['loc'][1]})"
     elif isinstance(first.get("input"), bytes):  # not read as JSON, for want of the header that says it is
         problems[0]["msg"] = "Send the body as JSON, with the header Content-Type: application/json"
@@ -563,13 +564,16 @@ def with_sql_header(send: Send) -> Send:
 
 
 if SQL_ECHO:  # each statement, on one line as a header must be, and the transaction around them as SQL_ECHO says
-    note = lambda _connection, _cursor, sql, *_: statements.get([]).append(" ".join(sql.split()))  # noqa: E731
-    event.listen(engine.sync_engine, "before_cursor_execute", note)
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def note(_connection: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.get([]).append(" ".join(sql.split()))
+
     for name, sql in [("begin", "BEGIN (implicit)"), ("commit", "COMMIT"), ("rollback", "ROLLBACK")]:
         event.listen(engine.sync_engine, name, lambda *_, sql=sql: statements.get([]).append(sql))
 
 # What /docs shows beyond what FastAPI writes itself: a guide, an example of each body and error, and the 503. FastAPI
-# writes /openapi.json once and keeps it; this adds to it, once every route is there.
+# writes /openapi.json once and keeps it; this adds to it, so it comes last: a route added below would not be listed.
 BOOK = {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": "9780141439587"}
 EXAMPLES = {"BookIn": BOOK, "BookPatch": {"year": 1816}, "BookOut": {"id": 2, **BOOK}}
 ERRORS = {"401": "Missing or wrong X-API-Key header", "404": "Book 42 not found", "503": UNREACHABLE}
