@@ -10,9 +10,14 @@ PostgreSQL (--postgres: a throwaway cluster of its own, which the check stops an
 - the server stops: every route answers a JSON 503 with Retry-After within a few seconds (no 500, no dropped
   connection); once PostgreSQL is back, the API serves reads and writes again by itself, and every acknowledged
   write is there.
+- the server refuses new connections (PostgreSQL's own refusals, each with its SQLSTATE, not its words): the role
+  limited to one connection (`CONNECTION LIMIT 1`, 53300) while 20 requests come at once, then the database closed
+  to new connections (`ALLOW_CONNECTIONS false`, 55000, its connections ended): every answer is a 200 or a JSON 503
+  with Retry-After, never a 500; once connections are allowed again, reads and writes succeed.
 """
 
 import argparse
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -118,6 +123,55 @@ def postgres_stopped() -> dict[str, Any]:
     return figures
 
 
+def postgres_refuses() -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bookapi-outage-pg-"))
+    work.chmod(0o755)
+    data, port = work / "data", spare_port()
+    admin = subprocess.run([POSTGRES_SH, "start", data, str(port)], check=True, capture_output=True, text=True).stdout
+    psql = [str(Path(subprocess.check_output(["pg_config", "--bindir"], text=True).strip()) / "psql")]
+    psql += ["-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-qAt", "-v", "ON_ERROR_STOP=1"]
+    figures: dict[str, Any] = {}
+
+    def sql(*statements: str) -> None:
+        subprocess.run([*psql, *(arg for s in statements for arg in ("-c", s))], check=True, capture_output=True)
+
+    async def burst(url: str, n: int) -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            return await asyncio.gather(*(client.get("/books/1") for _ in range(n)))
+
+    def outcomes(responses: list[httpx.Response]) -> str:
+        served = sum(r.status_code == 200 for r in responses)
+        refused = sum(is_503_saying(r, "cannot be reached", retry=True) for r in responses)
+        return f"{served}x200+{refused}x503/{len(responses)}"
+
+    try:
+        sql("CREATE ROLE limited LOGIN CONNECTION LIMIT 1", "CREATE DATABASE limited OWNER limited")
+        url = admin.strip().replace("postgres@", "limited@").rsplit("/", 1)[0] + "/limited"
+        with Server(url) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+            client.post("/books", json=book(50))
+            one_connection = asyncio.run(burst(server.url, 20))
+            sql("ALTER DATABASE limited ALLOW_CONNECTIONS false")
+            sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'limited'")
+            closed = asyncio.run(burst(server.url, 10))
+            sql("ALTER DATABASE limited ALLOW_CONNECTIONS true", "ALTER ROLE limited CONNECTION LIMIT -1")
+            figures["pg_one_connection"] = outcomes(one_connection)
+            figures["pg_closed_to_new"] = outcomes(closed)
+            answers = one_connection + closed  # each a 200, or a 503 that says to retry: nothing else
+            figures["pg_refusals_other"] = sum(
+                r.status_code != 200 and not is_503_saying(r, "cannot be reached", retry=True) for r in answers
+            )
+            deadline, recovered = time.monotonic() + 30, False
+            while not recovered and time.monotonic() < deadline:
+                recovered = all(r.status_code == 200 for r in asyncio.run(burst(server.url, 5)))
+                time.sleep(0.2)
+            figures["pg_allowed_again"] = recovered and client.post("/books", json=book(51)).status_code == 201
+            figures["pg_refusal_tracebacks"] = server.server_errors_logged()
+    finally:
+        subprocess.run([POSTGRES_SH, "stop", data], check=False, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--postgres", action="store_true", help="also stop and restart a throwaway PostgreSQL")
@@ -131,9 +185,11 @@ def main() -> int:
         and figures["readonly_unchanged"]
     )
     if args.postgres:
-        figures |= postgres_stopped()
+        figures |= postgres_stopped() | postgres_refuses()
         ok = ok and figures["pg_down_503"] == "6/6" and figures["pg_down_seconds"] < 10
         ok = ok and figures["pg_recovered"] and figures["pg_acknowledged_kept"] and figures["server_tracebacks"] == 0
+        ok = ok and figures["pg_refusals_other"] == 0 and figures["pg_allowed_again"]
+        ok = ok and figures["pg_refusal_tracebacks"] == 0
     return summary("outage", bool(ok), figures)
 
 

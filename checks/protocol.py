@@ -12,6 +12,10 @@ real" starts it: `uvicorn main:app --http h11`.
    (`ulimit -n`, often 1024) new clients are refused. This part is reported, not asserted: closing slow clients is the
    job of a reverse proxy in front (README, "Running it for real"). It asserts only that a new client is still
    served while they are held, below that limit.
+3. Under both parsers: a request hidden in another's body (Content-Length and Transfer-Encoding both sent, RFC 9112
+   section 6.1) is refused with a 400 and the connection closed, so the hidden DELETE never runs (under h11 the 400 is
+   main.py's JSON; httptools refuses it itself, before the app, in plain text); and a WebSocket handshake is a JSON
+   404, as every other refusal.
 """
 
 import argparse
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import ROOT, spare_port, summary
+from common import ROOT, Server, fresh_database, spare_port, summary
 
 HEADER_MIB = 50
 
@@ -101,6 +105,48 @@ async def half_open(port: int, count: int, hold: float) -> dict[str, Any]:
     return {"half_open_sent": len(connections), "half_open_held_after_s": hold, "held": held}, new_client_served
 
 
+async def smuggled(url: str) -> dict[str, Any]:
+    """POST with both lengths, a DELETE in its chunked body: the answer, whether the server closed, the book kept."""
+    async with httpx.AsyncClient(base_url=url) as client:
+        victim = (await client.post("/books", json={"title": "Kept", "author": "A", "year": 2000})).json()["id"]
+        hidden = f"DELETE /books/{victim} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        body = b"0\r\n\r\n" + hidden
+        head = f"POST /books HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        reader, writer = await asyncio.open_connection(*url.removeprefix("http://").split(":"))
+        writer.write(head.encode() + b"Transfer-Encoding: chunked\r\n\r\n" + body)
+        try:
+            answer = await asyncio.wait_for(reader.read(), 5)  # to the end: the server closed the connection
+            closed = True
+        except TimeoutError:
+            answer, closed = b"", False
+        writer.close()
+        kept = (await client.get(f"/books/{victim}")).status_code == 200
+    status = answer.split(b" ", 2)[1].decode() if answer else "none"
+    json_body = b"content-type: application/json" in answer.lower()
+    return {"status": status, "json": json_body, "closed": closed, "kept": kept}
+
+
+def websocket_refusal(url: str) -> tuple[int, str]:
+    headers = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    headers["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    response = httpx.get(f"{url}/books", headers=headers)
+    return response.status_code, response.headers.get("content-type", "")
+
+
+def requests_that_must_not_pass() -> tuple[bool, dict[str, Any]]:
+    figures: dict[str, Any] = {}
+    ok = True
+    for parser in ("h11", "httptools"):
+        with fresh_database() as url, Server(url, extra_args=["--http", parser]) as server:
+            smuggling = asyncio.run(smuggled(server.url))
+            status, content_type = websocket_refusal(server.url)
+        figures[f"smuggled_{parser}"] = ",".join(f"{key}={value}" for key, value in smuggling.items())
+        figures[f"websocket_{parser}"] = f"{status} {content_type}"
+        ok = ok and smuggling["status"] == "400" and smuggling["closed"] and smuggling["kept"]
+        ok = ok and (smuggling["json"] or parser == "httptools") and (status, content_type) == (404, "application/json")
+    return ok, figures
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--httptools", action="store_true", help="run uvicorn with httptools instead, to compare")
@@ -129,8 +175,11 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(15)
+    refused, more = requests_that_must_not_pass()
+    figures |= more
     ok = (
-        figures["header_answers"] in {"400", "431", "closed", "400,closed", "431,closed"}
+        refused
+        and figures["header_answers"] in {"400", "431", "closed", "400,closed", "431,closed"}
         and figures["rss_peak_mib"] - figures["rss_before_mib"] < 20
         and figures["health_slowest_s"] < 1
         and new_client_served

@@ -6,6 +6,7 @@ Each test starts Python or uvicorn afresh, in an empty folder, so that the setti
 would give them. (They take a few seconds each, which is why they are not in the learners' suite.)
 """
 
+import json
 import os
 import re
 import socket
@@ -113,3 +114,20 @@ def test_the_spaces_around_an_api_key_are_not_part_of_it(parser: str) -> None:
                 with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
                     connection.sendall(head + body)
                     assert expected in connection.recv(200).split(b"\r\n")[0] + b" ", key
+
+
+@pytest.mark.parametrize("key", [None, "s3cret"])
+def test_the_document_describes_the_api_key_only_when_the_server_needs_one(tmp_path: Path, key: str | None) -> None:
+    code = "import json, main; print(json.dumps(main.app.openapi()))"
+    result = run_python(
+        code, tmp_path, DATABASE_URL="sqlite+aiosqlite:///./books.db", **({"API_KEY": key} if key else {})
+    )
+    document = json.loads(result.stdout)
+    operations = {(path, method): op for path, ops in document["paths"].items() for method, op in ops.items()}
+    writes = {name for name in operations if name[1] in {"post", "put", "patch", "delete"}}
+    for name, operation in operations.items():
+        needs_key = key is not None and name in writes
+        assert operation["security"] == ([{"APIKeyHeader": []}] if needs_key else []), name
+        assert ("401" in operation["responses"]) == needs_key, name
+    assert ("securitySchemes" in document["components"]) == (key is not None)
+    assert ("Authorize" in document["info"]["description"]) == (key is not None)
