@@ -62,10 +62,10 @@ def rendered_operations(page: str, dom: str) -> set[str]:
 
 
 CLICKED = [  # operation, path parameter, and what its x-sql must hold
-    ("create_book_books_post", None, "INSERT INTO books"),
-    ("read_book_books__book_id__get", "1", "SELECT books.id"),
-    ("patch_book_books__book_id__patch", "1", "UPDATE books SET year=?"),
-    ("delete_book_books__book_id__delete", "1", "DELETE FROM books"),
+    ("create_book", None, "INSERT INTO books"),
+    ("read_book", "1", "SELECT books.id"),
+    ("patch_book", "1", "UPDATE books SET year=?"),
+    ("delete_book", "1", "DELETE FROM books"),
 ]
 
 
@@ -119,7 +119,7 @@ def main() -> int:
         shown = sql_shown_in_docs(server.url, args.out / "docs-patch-sql.png")
     missing = [operation for operation, _, words in CLICKED if words not in shown.get(operation, "")]
     figures["x_sql_shown"] = f"{len(CLICKED) - len(missing)}/{len(CLICKED)}"
-    figures["patch_x_sql"] = repr(shown.get("patch_book_books__book_id__patch", ""))
+    figures["patch_x_sql"] = repr(shown.get("patch_book", ""))
     figures["screenshots"] = str(args.out)
     figures["seconds"] = round(time.monotonic() - started, 1)
     ok = (
