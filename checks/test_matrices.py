@@ -736,3 +736,20 @@ async def test_demo_books_fill_an_empty_table_and_nothing_else(
 async def test_demo_books_are_off_by_default(client: AsyncClient) -> None:
     assert main.DEMO_BOOKS is False
     assert await stored_books() == []
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "hint"),
+    [
+        ("text/json", b'{"title": "A", "author": "B", "year": 2000}', True),  # FastAPI does not read text/json
+        ("text/plain", b'{"title": "A", "author": "B", "year": 2000}', True),
+        ("APPLICATION/JSON", b"[]", False),  # read as JSON (media types ignore case): the hint would mislead
+        ("application/ld+json", b"[]", False),
+    ],
+)
+async def test_the_send_as_json_hint_follows_what_fastapi_read(
+    client: AsyncClient, content_type: str, body: bytes, hint: bool
+) -> None:
+    response = await client.post("/books", content=body, headers={"content-type": content_type})
+    assert response.status_code == 422
+    assert ("Send the body as JSON" in response.json()["detail"][0]["msg"]) == hint
