@@ -458,7 +458,7 @@ async def client_error(request: Request, error: RequestValidationError | Starlet
 
 
 UNREACHABLE = "The database cannot be reached, or is busy: try again in a few seconds"
-OUTAGES = {  # what a client is told, by the error's code (SQLite's name, PostgreSQL's SQLSTATE) or how it begins
+OUTAGES = {  # by the error's code (SQLite's name, PostgreSQL's SQLSTATE) or its start: the first match wins
     f"The database file {engine.url.database} was deleted or replaced: restart the API": ("SQLITE_READONLY_DBMOVED",),
     "The database is read-only: reads work, writes fail until the server may write to it": ("SQLITE_READONLY", "25006"),
     "The database's disk is full: writes fail until it has space again": ("SQLITE_FULL", "53100"),
