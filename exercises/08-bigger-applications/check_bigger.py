@@ -117,20 +117,22 @@ def clean_environment(**settings: str) -> dict[str, str]:
 
 
 # --- Two servers, the same requests ----------------------------------------------------------------------------------
-def admin(statements: list[str], database: str | None = None) -> None:
-    """Runs statements on the PostgreSQL server of TEST_DATABASE_URL (or on one of its databases), one by one."""
+def admin(statements: list[str], database: str | None = None) -> Any:
+    """Runs statements on the PostgreSQL server of TEST_DATABASE_URL (or on one of its databases), one by one, and
+    gives what the last one returns."""
 
-    async def run() -> None:
+    async def run() -> Any:
         url = make_url(SERVER_URL or "")
         engine = create_async_engine(url.set(database=database) if database else url, isolation_level="AUTOCOMMIT")
         try:
             async with engine.connect() as connection:
                 for statement in statements:
-                    await connection.execute(text(statement))
+                    result = await connection.execute(text(statement))
+                return result.scalar() if result.returns_rows else None
         finally:
             await engine.dispose()
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
 class Server:
@@ -434,6 +436,10 @@ def test_a_bug_and_an_outage_answer_the_same(servers: Pair) -> None:
                     f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{server.database}'",
                 ]
             )
+            deadline = time.monotonic() + 30  # until each connection has ended, which takes the server a moment
+            count = f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{server.database}'"
+            while admin([count]) and time.monotonic() < deadline:
+                time.sleep(0.1)
         else:
             for suffix in ("", "-wal", "-shm"):
                 (server.folder / f"books.db{suffix}").unlink(missing_ok=True)
