@@ -3,10 +3,16 @@
 Each test checks one line of the goal in exercises/02-jwt/README.md, and says what to do when it fails.
 """
 
-import ast
+import asyncio
 import datetime
+import json
+import math
+import os
+import statistics
 import subprocess
 import sys
+import time
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +22,14 @@ from sqlalchemy import text
 
 import main
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 ADA = {"username": "ada", "password": "correct horse battery"}
+WRONG = {"username": "ada", "password": "not the password"}
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 NO_TOKEN = {"Authorization": ""}  # replaces whatever token the client fixture sends
+BROKEN = {"Content-Type": "application/json"}  # sent with the body "{not json"
+READ_BOUND = 2.0  # seconds: the slowest a read may be while logins are hashed (it takes milliseconds when idle)
 
 
 def route_exists(response: Response, request: str) -> None:
@@ -47,19 +57,19 @@ def secret_key() -> str:
     return key
 
 
-async def new_user(client: AsyncClient) -> dict[str, Any]:
-    return expect(await client.post("/users", json=ADA, headers=NO_TOKEN), 201, "POST /users")
+async def new_user(client: AsyncClient, user: dict[str, str] = ADA) -> dict[str, Any]:
+    return expect(await client.post("/users", json=user, headers=NO_TOKEN), 201, "POST /users")
 
 
 async def log_in(client: AsyncClient, username: str = "ada", password: str = "correct horse battery") -> str:
     form = {"username": username, "password": password}
-    answer = expect(await client.post("/token", data=form, headers=NO_TOKEN), 200, "POST /token (a form)")
+    answer = expect(await client.post("/token", data=form, headers=NO_TOKEN), 200, f"POST /token as {username!r}")
     assert answer.get("token_type") == "bearer", f'POST /token should answer "token_type": "bearer", not {answer}'
     return str(answer["access_token"])
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+def bearer(token: str, scheme: str = "Bearer") -> dict[str, str]:
+    return {"Authorization": f"{scheme} {token}"}
 
 
 async def test_a_user_is_created_without_a_token_and_shown_without_a_password(client: AsyncClient) -> None:
@@ -73,6 +83,30 @@ async def test_a_username_is_taken_once(client: AsyncClient) -> None:
     again = await client.post("/users", json={**ADA, "password": "another long one"}, headers=NO_TOKEN)
     assert again.status_code == 409, f"a second user named ada should be a 409, not {again.status_code}"
     assert "ada" in again.json()["detail"], "the 409's detail should name the username that is taken"
+
+
+async def test_a_name_and_a_password_are_read_at_login_as_at_sign_up(client: AsyncClient) -> None:
+    name, password = "José Ñandú", "  Ñandú's long pass  "  # "é" and "Ñ" typed as one character each (NFC)
+    nfd = unicodedata.normalize("NFD", name)  # the same, typed as a letter plus an accent
+    await new_user(client, {"username": name, "password": password})
+    again = await client.post("/users", json={"username": nfd, "password": "another long one"}, headers=NO_TOKEN)
+    assert again.status_code == 409, (
+        f"{name!r} with its accents typed apart (NFD) is the same name, so POST /users should be a 409, not "
+        f"{again.status_code}: store each username in one spelling, NFC, as main.py does for titles (see the goal)"
+    )
+    for username, what in [(nfd, "with its accents typed apart (NFD)"), (f" {name} ", "with spaces around it")]:
+        form = {"username": username, "password": password}
+        response = await client.post("/token", data=form, headers=NO_TOKEN)
+        assert response.status_code == 200, (
+            f"logging in as {name!r} {what} should work, as POST /users reads the name: {response.status_code}. "
+            "POST /token should read the username and password as POST /users does (see the goal)"
+        )
+    form = {"username": name, "password": unicodedata.normalize("NFD", password)}
+    response = await client.post("/token", data=form, headers=NO_TOKEN)
+    assert response.status_code == 200, (
+        f"the password typed with its accents apart (NFD) should log in too, not {response.status_code}: "
+        "POST /token should read the password as POST /users does (see the goal)"
+    )
 
 
 async def test_a_password_shorter_than_8_characters_is_422(client: AsyncClient) -> None:
@@ -90,10 +124,17 @@ async def test_passwords_are_stored_as_argon2_hashes(client: AsyncClient) -> Non
     assert ADA["password"] not in stored, "never store the password itself"
 
 
-async def test_a_token_lets_a_user_write(client: AsyncClient) -> None:
+async def test_a_token_lets_a_user_write_whatever_the_case_of_bearer(client: AsyncClient) -> None:
     await new_user(client)
-    response = await client.post("/books", json=HOBBIT, headers=bearer(await log_in(client)))
-    assert response.status_code == 201, f"a write with a fresh token should succeed, not {response.status_code}"
+    token = await log_in(client)
+    for scheme in ["Bearer", "bearer", "BEARER"]:
+        response = await client.post("/books", json=HOBBIT | {"title": scheme}, headers=bearer(token, scheme))
+        assert response.status_code == 201, f"a write with a fresh token should succeed, not {response.status_code}"
+        broken = await client.post("/books", content="{not json", headers=bearer(token, scheme) | BROKEN)
+        assert broken.status_code == 422, (
+            f"with Authorization: {scheme} and a good token, a broken body should be a 422, not "
+            f"{broken.status_code}: the scheme's name is read in any case (see the goal), on every path"
+        )
 
 
 async def test_the_token_names_the_user_and_lasts_30_minutes(client: AsyncClient) -> None:
@@ -114,6 +155,21 @@ async def test_a_wrong_password_and_an_unknown_user_get_the_same_401(client: Asy
         assert response.headers.get("www-authenticate") == "Bearer", "a 401 says how to log in: WWW-Authenticate"
 
 
+async def test_an_unknown_user_takes_as_long_as_a_wrong_password(client: AsyncClient) -> None:
+    await new_user(client)
+    took: dict[str, list[float]] = {"ada": [], "nobody": []}
+    for _ in range(3):  # in turns, so that a busy moment of the machine slows both
+        for username in took:
+            start = time.perf_counter()
+            await client.post("/token", data={"username": username, "password": "wrong password!"}, headers=NO_TOKEN)
+            took[username].append(time.perf_counter() - start)
+    wrong, unknown = statistics.median(took["ada"]), statistics.median(took["nobody"])
+    assert wrong / 4 < unknown < wrong * 4, (
+        f"a wrong password takes {wrong * 1000:.0f} ms, an unknown username {unknown * 1000:.0f} ms (medians of 3): "
+        "so the time tells which usernames exist. For an unknown user, check the password against a dummy hash"
+    )
+
+
 async def test_writes_without_a_good_token_are_401(client: AsyncClient) -> None:
     jwt, key = jwt_module(), secret_key()
     user = await new_user(client)
@@ -125,15 +181,22 @@ async def test_writes_without_a_good_token_are_401(client: AsyncClient) -> None:
         "an expired token": bearer(jwt.encode({"sub": str(user["id"]), "exp": earlier}, key)),
         "a token signed with another key": bearer(jwt.encode({"sub": str(user["id"]), "exp": later}, "x" * 40)),
         "a token for a user who does not exist": bearer(jwt.encode({"sub": "999", "exp": later}, key)),
+        "a token without exp": bearer(jwt.encode({"sub": str(user["id"])}, key)),
+        "a token without sub": bearer(jwt.encode({"exp": later}, key)),
+        "a token whose sub is a huge number": bearer(jwt.encode({"sub": "9" * 30, "exp": later}, key)),
+        "a token whose sub is negative": bearer(jwt.encode({"sub": "-1", "exp": later}, key)),
+        "a token whose sub is not a number": bearer(jwt.encode({"sub": "ada", "exp": later}, key)),
     }
     for what, headers in tokens.items():
-        response = await client.post("/books", json=HOBBIT, headers=headers)
-        assert response.status_code == 401, f"POST /books with {what} should be a 401, not {response.status_code}"
-        assert response.headers.get("www-authenticate") == "Bearer", f"{what}: add WWW-Authenticate: Bearer"
-    broken = await client.post("/books", content="{not json", headers=NO_TOKEN | {"Content-Type": "application/json"})
-    assert broken.status_code == 401, (
-        f"a broken body without a token should be a 401 (token first), not {broken.status_code}"
-    )
+        for body, response in [
+            ("", await client.post("/books", json=HOBBIT, headers=headers)),
+            (" and a broken body", await client.post("/books", content="{not json", headers=headers | BROKEN)),
+        ]:
+            assert response.status_code == 401, (
+                f"POST /books with {what}{body} should be a 401, not {response.status_code} (see the goal: the "
+                "token is checked first, and a token is read as strictly as a request)"
+            )
+            assert response.headers.get("www-authenticate") == "Bearer", f"{what}: add WWW-Authenticate: Bearer"
     assert (await client.get("/books")).json() == [], "no book may have been stored"
 
 
@@ -141,20 +204,97 @@ async def test_reading_needs_no_token(client: AsyncClient) -> None:
     assert (await client.get("/books", headers=NO_TOKEN)).status_code == 200, "reads stay open"
 
 
-def test_the_learners_suite_has_a_fake_user_test_that_passes() -> None:
+async def test_a_login_sent_as_json_is_told_to_send_a_form(client: AsyncClient) -> None:
+    response = await client.post("/token", json=ADA, headers=NO_TOKEN)
+    route_exists(response, "POST /token")
+    assert response.status_code == 422, f"POST /token with a JSON body should be a 422, not {response.status_code}"
+    messages = " ".join(str(problem.get("msg", "")) for problem in response.json()["detail"])
+    assert "form" in messages, f"the 422 should say to send a form, not only {messages!r} (see the goal)"
+
+
+async def test_reads_stay_fast_while_logins_are_hashed(client: AsyncClient) -> None:
+    await new_user(client)
+
+    async def timed_login() -> float:
+        start = time.perf_counter()
+        await client.post("/token", data=WRONG, headers=NO_TOKEN)
+        return time.perf_counter() - start
+
+    one = statistics.median([await timed_login() for _ in range(3)])
+    size = min(300, max(50, math.ceil(10 / one)))  # about 10 s of hashing on one CPU, more on a fast machine
+    flood = [asyncio.create_task(client.post("/token", data=WRONG, headers=NO_TOKEN)) for _ in range(size)]
+    await asyncio.sleep(0.1)  # the logins reach the app first
+    slowest = 0.0
+    try:
+        while not all(login.done() for login in flood):
+            start = time.perf_counter()
+            try:
+                await asyncio.wait_for(client.get("/books", headers=NO_TOKEN), READ_BOUND)
+            except TimeoutError:
+                pytest.fail(
+                    f"while {size} wrong-password logins were being checked at once, GET /books took over "
+                    f"{READ_BOUND:.0f} s (one login alone takes {one * 1000:.0f} ms). A login must give its database "
+                    "connection back before it hashes, and no more hashes may run at once than the machine has "
+                    "CPUs (see the goal)"
+                )
+            slowest = max(slowest, time.perf_counter() - start)
+            await asyncio.sleep(0.05)
+    finally:
+        for login in flood:
+            login.cancel()
+        answers = await asyncio.gather(*flood, return_exceptions=True)
+    statuses = sorted({answer.status_code for answer in answers if isinstance(answer, Response)})
+    assert set(statuses) <= {401, 503}, f"the flood of wrong passwords got {statuses}: each should be 401 (or 503)"
+    assert 401 in statuses, "no login of the flood was checked: each should be a 401 unless the server is too busy"
+    busy = [answer for answer in answers if isinstance(answer, Response) and answer.status_code == 503]
+    assert all(answer.headers.get("retry-after") for answer in busy), "a 503 says when to try again: Retry-After"
+
+
+async def test_the_documentation_lists_every_answer(client: AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    for path, method, statuses in [
+        ("/users", "post", {"201", "409", "422"}),
+        ("/token", "post", {"200", "401", "422"}),
+        ("/books", "post", {"401"}),
+        ("/books/{book_id}", "put", {"401"}),
+        ("/books/{book_id}", "patch", {"401"}),
+        ("/books/{book_id}", "delete", {"401"}),
+    ]:
+        documented = set(paths.get(path, {}).get(method, {}).get("responses", {}))
+        assert statuses <= documented, f"/openapi.json should list {sorted(statuses - documented)} for {path}"
+    login = paths["/token"]["post"]["responses"]["401"].get("content", {}).get("application/json", {})
+    assert login.get("example") == {"detail": "Wrong username or password"}, (
+        f"the example of POST /token's 401 should be the detail it answers, not {login.get('example')}"
+    )
+    taken = paths["/users"]["post"]["responses"]["409"].get("content", {}).get("application/json", {})
+    assert "isbn" not in json.dumps(taken.get("example")), "the example of POST /users' 409 is about a username"
+    schemes = document.get("components", {}).get("securitySchemes", {}).values()
+    assert any(scheme.get("type") == "oauth2" for scheme in schemes), "/docs needs OAuth2PasswordBearer's scheme"
+    assert paths["/books"]["post"].get("security"), "POST /books should name the security scheme it needs"
+    assert not paths["/books"]["get"].get("security"), "GET /books needs no token: no security requirement"
+
+
+def run_the_fake_user_test(name: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
+    """Runs the learner's test with the plugin fake_user_probe.py, which watches app.dependency_overrides."""
+    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "fake_user_probe", f"test_main.py::{name}"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_learners_suite_has_a_fake_user_test_that_passes(tmp_path: Path) -> None:
     name = "test_a_fake_user_can_write_without_a_token"
-    tree = ast.parse((ROOT / "test_main.py").read_text())
-    tests = [node for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)]
-    test = next((node for node in tests if node.name == name), None)
-    assert test is not None, f"add {name} to test_main.py (see the goal)"
-    assigned = [
-        ast.unparse(target) for node in ast.walk(test) if isinstance(node, ast.Assign) for target in node.targets
-    ]
-    assert "main.app.dependency_overrides[main.require_user]" in assigned, f"{name}: set that, as the goal says"
-    dicts = [node for node in ast.walk(test) if isinstance(node, ast.Dict)]
-    pairs = [pair for node in dicts for pair in zip(node.keys, node.values, strict=True)]
-    empty = [(k.value, v.value) for k, v in pairs if isinstance(k, ast.Constant) and isinstance(v, ast.Constant)]
-    assert ("Authorization", "") in empty, f"{name}: send an empty Authorization header, as the goal says"
-    command = [sys.executable, "-m", "pytest", "-q", f"test_main.py::{name}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_the_fake_user_test(name, tmp_path / "report.json", ignore_overrides=False)
+    assert "not found" not in result.stdout + result.stderr, f"add {name} to test_main.py (see the goal)"
     assert result.returncode == 0, f"{name} fails:\n{result.stdout[-2000:]}"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["replaced_require_user"], (
+        f"{name} passes, but never replaces main.require_user in main.app.dependency_overrides: make it return a "
+        "user there (see the goal)"
+    )
+    still_passes = run_the_fake_user_test(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
+    assert not still_passes, (
+        f"{name} passes even when its replacement of require_user does nothing, so it does not test it: write "
+        'with an empty Authorization header (headers={"Authorization": ""}), then expect the 201'
+    )
