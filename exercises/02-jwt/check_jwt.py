@@ -224,25 +224,23 @@ async def test_reads_stay_fast_while_logins_are_hashed(client: AsyncClient) -> N
     size = min(300, max(50, math.ceil(10 / one)))  # about 10 s of hashing on one CPU, more on a fast machine
     flood = [asyncio.create_task(client.post("/token", data=WRONG, headers=NO_TOKEN)) for _ in range(size)]
     await asyncio.sleep(0.5)  # the logins reach the app first, and their hashing begins
-    slowest = 0.0
+    too_slow = False
     try:
-        while not all(login.done() for login in flood):
-            start = time.perf_counter()
+        while not all(login.done() for login in flood) and not too_slow:
             try:
                 await asyncio.wait_for(client.get("/books", headers=NO_TOKEN), READ_BOUND)
             except TimeoutError:
-                pytest.fail(
-                    f"while {size} wrong-password logins were being checked at once, GET /books took over "
-                    f"{READ_BOUND:.0f} s (one login alone takes {one * 1000:.0f} ms). A login must give its database "
-                    "connection back before it hashes, and no more hashes may run at once than the machine has "
-                    "CPUs (see the goal)"
-                )
-            slowest = max(slowest, time.perf_counter() - start)
+                too_slow = True
             await asyncio.sleep(0.05)
     finally:
         for login in flood:
             login.cancel()
         answers = await asyncio.gather(*flood, return_exceptions=True)
+    assert not too_slow, (
+        f"while {size} wrong-password logins were being checked at once, GET /books took over {READ_BOUND:.0f} s "
+        f"(one login alone takes {one * 1000:.0f} ms). A login must give its database connection back before it "
+        "hashes, and no more hashes may run at once than the machine has CPUs (see the goal)"
+    )
     statuses = sorted({answer.status_code for answer in answers if isinstance(answer, Response)})
     assert set(statuses) <= {401, 503}, f"the flood of wrong passwords got {statuses}: each should be 401 (or 503)"
     assert 401 in statuses, "no login of the flood was checked: each should be a 401 unless the server is too busy"
