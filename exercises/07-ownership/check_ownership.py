@@ -180,7 +180,7 @@ async def test_deleting_a_user_keeps_their_books_with_no_owner(client: AsyncClie
     except Exception as error:  # the database refused: the foreign key does not say what happens to the books
         pytest.fail(
             f"deleting a user who has books failed ({type(error).__name__}): give owner_id's foreign key"
-            f' ondelete="SET NULL", so their books stay, with no owner'
+            ' ondelete="SET NULL", so their books stay, with no owner'
         )
     after = (await client.get(f"/books/{book['id']}", headers=NO_TOKEN)).json()
     assert after == {**book, "owner_id": None}, (
@@ -236,7 +236,7 @@ async def test_the_documentation_lists_the_403_of_each_write(client: AsyncClient
         assert "403" in documented, f"{method.upper()} /books/{{book_id}} may answer 403: add it to its responses="
 
 
-# --- The migrations: databases that already have books -----------------------------------------------------------
+# --- The migrations: databases that already have books ----------------------------------------------------------------
 
 STARTING = MetaData()  # the books table as the starting main.py makes it
 STARTING_BOOKS = Table(
