@@ -6,6 +6,7 @@
 Each test checks one line of the goal in exercises/05-postgresql/README.md, and says what to do when it fails.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +23,24 @@ import main
 ROOT = Path(__file__).resolve().parent.parent.parent
 ON_POSTGRESQL = main.DATABASE_URL.startswith("postgresql")
 needs_postgresql = pytest.mark.skipif(not ON_POSTGRESQL, reason="set TEST_DATABASE_URL to your PostgreSQL server")
+HEALTH = """
+import asyncio, json
+from httpx import ASGITransport, AsyncClient
+import main
+
+async def health():
+    async with main.app.router.lifespan_context(main.app):
+        async with AsyncClient(transport=ASGITransport(main.app), base_url="http://test") as client:
+            print(json.dumps((await client.get("/health")).json()))
+
+asyncio.run(health())
+"""
+
+
+def on_sqlite(**settings: str) -> dict[str, str]:
+    """The environment of a command that runs the app, or the learners' suite, on SQLite."""
+    unset = {"TEST_DATABASE_URL", "DATABASE_URL", "API_KEY", "DEMO_BOOKS", "SQL_ECHO"}
+    return {name: value for name, value in os.environ.items() if name not in unset} | settings
 
 
 def test_the_checker_runs_on_postgresql() -> None:
@@ -75,3 +94,21 @@ async def test_a_statement_over_5_seconds_is_cancelled(client: AsyncClient) -> N
         with pytest.raises(main.exc.DBAPIError):
             await connection.execute(text("SELECT pg_sleep(8)"))
     assert time.monotonic() - started < 7, "PostgreSQL should have cancelled the statement after 5 seconds"
+
+
+def test_health_on_sqlite_names_sqlite_and_its_version(tmp_path: Path) -> None:
+    environment = on_sqlite(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/books.db")
+    command = [sys.executable, "-c", HEALTH]
+    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"on SQLite, the app could not answer /health:\n{result.stderr[-2000:]}"
+    answer = json.loads(result.stdout.splitlines()[-1])
+    name, _, version = answer.get("database", "").partition(" ")
+    assert name == "sqlite" and version[:1].isdigit(), (
+        f'on SQLite, /health should say "database": "sqlite <version>", such as "sqlite 3.40.1", not {answer}'
+    )
+
+
+def test_the_learners_suite_passes_on_sqlite() -> None:
+    command = [sys.executable, "-m", "pytest", "-q", "test_main.py"]
+    result = subprocess.run(command, cwd=ROOT, env=on_sqlite(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"the learners' suite fails on SQLite:\n{result.stdout[-2000:]}"
