@@ -7,12 +7,14 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import AsyncClient, Response
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, make_url, select
+from httpx import ASGITransport, AsyncClient, Response
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
@@ -71,6 +73,24 @@ async def test_the_second_of_two_writers_from_one_read_gets_412(client: AsyncCli
     assert (await client.get(url)).json()["year"] == 1938, "the first write must not be lost"
 
 
+async def test_of_writes_sent_at_once_with_one_etag_exactly_one_happens(client: AsyncClient) -> None:
+    for _ in range(5):  # on PostgreSQL, which runs them at once, a check made apart from the write lets several pass
+        url = await new_book(client)
+        etag = etag_of(await client.get(url), "GET")
+        writes = [patch(client, url, etag, year=1900 + n) for n in range(10)]
+        responses = await asyncio.gather(*writes)
+        statuses = sorted(response.status_code for response in responses)
+        assert statuses == [200] + [412] * 9, (
+            f"10 PATCHes sent at once with If-Match: {etag} answered {statuses}: exactly one should happen, and the"
+            " others get the 412. Check the version in the statement that writes, not in Python before it"
+        )
+        winner = next(response for response in responses if response.status_code == 200)
+        stored = await client.get(url)
+        assert stored.json()["year"] == winner.json()["year"] and etag_of(stored, "GET") == '"2"', (
+            "the book should hold the one write that was answered 200, as version 2"
+        )
+
+
 async def test_a_stale_put_or_delete_changes_nothing(client: AsyncClient) -> None:
     url = await new_book(client)
     before = (await patch(client, url, year=1938)).json()
@@ -82,13 +102,17 @@ async def test_a_stale_put_or_delete_changes_nothing(client: AsyncClient) -> Non
 
 
 async def test_if_match_on_a_missing_book_is_404(client: AsyncClient) -> None:
-    for response in [
-        await patch(client, "/books/42", '"1"', year=2000),
-        await client.delete("/books/42", headers={"If-Match": '"1"'}),
-    ]:
-        assert response.status_code == 404, (
-            f"a missing book is a 404 whatever If-Match says, not {response.status_code}"
-        )
+    for if_match in ['"1"', "*"]:
+        for response in [
+            await patch(client, "/books/42", if_match, year=2000),
+            await client.put("/books/42", json=HOBBIT, headers={"If-Match": if_match}),
+            await client.delete("/books/42", headers={"If-Match": if_match}),
+        ]:
+            method = response.request.method
+            assert response.status_code == 404, (
+                f"{method} of a missing book with If-Match: {if_match} answered {response.status_code}: a missing"
+                " book is a 404 whatever If-Match says, even * (the goal says why)"
+            )
 
 
 async def test_star_and_no_header_mean_any_version(client: AsyncClient) -> None:
@@ -107,6 +131,68 @@ async def test_a_list_of_tags_matches_when_any_of_them_does(client: AsyncClient)
     assert response.status_code == 200, f"two If-Match lines are one list: version 2 is in it ({response.text})"
 
 
+async def test_an_empty_if_match_names_no_version_and_matches_nothing(client: AsyncClient) -> None:
+    url = await new_book(client)
+    empty = {"If-Match": ""}  # the header is there, with no tag in it: not the same as no header
+    for response in [
+        await patch(client, url, "", year=2000),
+        await client.put(url, json=HOBBIT | {"year": 2000}, headers=empty),
+        await client.delete(url, headers=empty),
+    ]:
+        method = response.request.method
+        assert response.status_code == 412, (
+            f"{method} with an empty If-Match answered {response.status_code}: a precondition that names no version"
+            " matches nothing, so it is a 412 (only a missing If-Match, or *, means any version)"
+        )
+    after = await client.get(url)
+    assert after.status_code == 200, "a DELETE with an empty If-Match must not delete the book"
+    assert etag_of(after, "GET") == '"1"' and after.json()["year"] == 1937, "after a 412 the book is as it was"
+
+
+async def test_a_list_may_name_up_to_100_versions(client: AsyncClient) -> None:
+    url = await new_book(client)  # version 1
+    transport = ASGITransport(main.app, raise_app_exceptions=False)  # here an error is a 500, not an exception
+    async with AsyncClient(transport=transport, base_url="http://test") as answering:
+        hundred = ", ".join(f'"{version}"' for version in range(100, 0, -1))  # 100 versions, the current one last
+        response = await patch(answering, url, hundred, year=1938)
+        assert response.status_code == 200, f"If-Match with 100 versions, the current one among them: {response.text}"
+        twice = ", ".join(['"2"'] * 40_000)  # one version, named 40 000 times: it counts once
+        response = await patch(answering, url, twice, year=1939)
+        assert response.status_code == 200, (
+            f"If-Match naming the current version 40 000 times answered {response.status_code}: a tag named twice"
+            " counts once (send each version to the database once)"
+        )
+        for count in (101, 40_000):
+            many = ", ".join(f'"{version}"' for version in range(count, 0, -1))  # the current one (3) among them
+            response = await patch(answering, url, many, year=2000)
+            assert response.status_code == 412, (
+                f"If-Match with {count} different versions answered {response.status_code}: a list of more than 100"
+                " versions matches nothing (a database takes only so many values with one statement: PostgreSQL's"
+                " driver 32767), so it is a 412"
+            )
+    assert (await client.get(url)).json()["year"] == 1939, "after a 412 the book is as it was"
+
+
+async def test_the_etag_and_if_match_are_documented(client: AsyncClient) -> None:
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    for path, method, status in [
+        ("/books", "post", "201"),
+        ("/books/{book_id}", "get", "200"),
+        ("/books/{book_id}", "put", "200"),
+        ("/books/{book_id}", "patch", "200"),
+    ]:
+        headers = {name.lower() for name in paths[path][method]["responses"][status].get("headers", {})}
+        assert "etag" in headers, (
+            f"/openapi.json should document the ETag header of {method.upper()} {path}'s {status}, as the starting"
+            " code documents Location (see responses=)"
+        )
+    for method in ("put", "patch", "delete"):
+        operation = paths["/books/{book_id}"][method]
+        names = {p["name"].lower() for p in operation["parameters"] if p["in"] == "header"}
+        assert "if-match" in names, f"/openapi.json should list the If-Match header of {method.upper()} /books/{{id}}"
+        assert "412" in operation["responses"], f"/openapi.json should document {method.upper()} /books/{{id}}'s 412"
+
+
 async def test_a_tag_this_api_never_sends_matches_nothing(client: AsyncClient) -> None:
     url = await new_book(client)
     for header in ['W/"1"', "1", '"one"', '"01"', '"' + "9" * 30 + '"']:
@@ -122,7 +208,7 @@ async def test_an_empty_patch_keeps_the_version_but_checks_if_match(client: Asyn
     assert etag_of(await client.get(url), "GET") == '"1"', "PATCH {} changes nothing, not even the version"
 
 
-# --- The migration: a database that already has books --------------------------------------------------------------
+# --- The migrations: a database that already has books ------------------------------------------------------------
 
 STARTING = MetaData()  # the books table as the starting main.py makes it
 STARTING_BOOKS = Table(
@@ -137,6 +223,7 @@ STARTING_BOOKS = Table(
     Column("author_folded", String, nullable=False, index=True),
     sqlite_autoincrement=True,
 )
+DO_EXERCISE_3 = "do exercise 3 (migrations) first: this exercise adds a third migration to its two"
 
 
 async def empty_database() -> None:
@@ -153,6 +240,44 @@ async def empty_database() -> None:
     await engine.dispose()
 
 
+@asynccontextmanager
+async def api() -> AsyncIterator[AsyncClient]:
+    """The app on the database as it is (its start-up runs the migrations), answering 500 rather than raising."""
+    await main.engine.dispose()
+    transport = ASGITransport(main.app, raise_app_exceptions=False)
+    async with main.app.router.lifespan_context(main.app), AsyncClient(transport=transport, base_url="http://x") as c:
+        yield c
+
+
+def first_revision() -> str:
+    """The first migration's revision id, as `alembic history` lists it last."""
+    try:
+        from alembic.config import Config
+        from alembic.script import ScriptDirectory
+    except ImportError:
+        pytest.fail(f"Alembic is not installed: {DO_EXERCISE_3}")
+    config = Config(toml_file=ROOT / "pyproject.toml")
+    if not config.get_alembic_option("script_location"):
+        pytest.fail(f"no [tool.alembic] in pyproject.toml: {DO_EXERCISE_3}")
+    return ScriptDirectory.from_config(config).get_bases()[0]
+
+
+async def alembic(*arguments: str) -> None:
+    """Run `python -m alembic ...` in the top folder, on the database main.py uses, as a learner would."""
+    first_revision()  # fails, saying what to do, if Alembic is not set up
+    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
+    command = [sys.executable, "-m", "alembic", *arguments]
+    result = await asyncio.to_thread(
+        subprocess.run, command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    if result.returncode != 0:
+        said = (result.stdout + result.stderr)[-1500:]
+        pytest.fail(
+            f"`alembic {' '.join(arguments)}` failed: is it your third migration? A column that may not be empty"
+            f" needs a value for the books already there (see the goal), and a downgrade must undo it.\n{said}"
+        )
+
+
 async def test_alembic_upgrade_head_gives_the_books_already_there_version_1() -> None:
     await empty_database()
     engine = create_async_engine(main.DATABASE_URL)
@@ -161,17 +286,48 @@ async def test_alembic_upgrade_head_gives_the_books_already_there_version_1() ->
         folded = {"title_folded": "the hobbit", "author_folded": "j. r. r. tolkien"}
         await connection.execute(insert(STARTING_BOOKS).values(**HOBBIT, **folded))
     await engine.dispose()
-    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
-    command = [sys.executable, "-m", "alembic", "upgrade", "head"]
-    result = await asyncio.to_thread(
-        subprocess.run, command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
-    )
-    if result.returncode != 0:
-        advice = "do exercise 3 (migrations) first, then add a third migration"
-        pytest.fail(f"alembic upgrade head failed: {advice}.\n{(result.stdout + result.stderr)[-1500:]}")
+    await alembic("upgrade", "head")
     try:
-        async with main.lifespan(main.app), main.SessionLocal() as session:
-            versions = list(await session.scalars(select(main.BookModel.version)))
+        async with api() as client:
+            listed = await client.get("/books")
+            read = await client.get("/books/1")
+            written = await patch(client, "/books/1", '"1"', year=1938)
     finally:
         await empty_database()
-    assert versions == [1], f"the book that was there should have version 1 after the migration, not {versions}"
+    assert listed.status_code == 200 and read.status_code == 200, (
+        f"after alembic upgrade head, GET /books/1 answered {read.status_code} ({read.text}): do BookModel and the"
+        " migrations agree? A third migration must add the version column that BookModel has"
+    )
+    assert [book["title"] for book in listed.json()] == [HOBBIT["title"]], "alembic upgrade head must keep every book"
+    assert read.headers.get("etag") == '"1"', (
+        f'after alembic upgrade head, the book already there should have ETag: "1", not {read.headers.get("etag")}:'
+        " give BookModel a version (see the goal), and a third migration that adds it, 1 for the books there"
+    )
+    assert written.status_code == 200 and written.headers.get("etag") == '"2"', (
+        f'after alembic upgrade head, PATCH with If-Match: "1" should write version 2: {written.text}'
+    )
+
+
+async def test_a_deleted_books_id_is_never_given_again_after_a_round_trip_of_the_migrations() -> None:
+    await empty_database()
+    try:
+        async with api() as client:
+            ids = [int((await new_book(client)).rsplit("/", 1)[1]) for _ in range(3)]
+            assert (await client.delete(f"/books/{ids[-1]}")).status_code == 204, "DELETE the third book"
+        first = first_revision()
+        await alembic("downgrade", first)
+        await alembic("upgrade", "head")
+        async with api() as client:
+            created = await client.post("/books", json=HOBBIT)
+            kept = [book["id"] for book in (await client.get("/books")).json()]
+    finally:
+        await empty_database()
+    assert created.status_code == 201, f"POST /books after the migrations answered {created.status_code}"
+    assert kept[:2] == ids[:2], f"the books must survive alembic downgrade {first} and upgrade head: {kept}"
+    new_id = created.json()["id"]
+    assert new_id not in ids, (
+        f"books {ids}, book {ids[-1]} deleted, alembic downgrade {first}, alembic upgrade head: then POST /books gave"
+        f" id {new_id}, the deleted book's id, again. On SQLite, a batch migration copies the table into a new one,"
+        " whose AUTOINCREMENT counter (in the table sqlite_sequence) restarts at the largest id left: migrations/env.py"
+        " must put back any counter that the migrations lowered (see the goal)"
+    )
