@@ -11,6 +11,7 @@ the literal and the exercise; fix the exercise text, or the checker.
 
 import ast
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,16 @@ async def test_login(client):
         "detail",
         "reviews",
     ]
+
+
+def test_the_sizes_table_gives_each_solution_as_it_is() -> None:
+    """exercises/README.md's table of solution sizes, against `git apply --numstat` of each patch."""
+    table = (ROOT / "exercises" / "README.md").read_text()
+    for exercise in EXERCISES:
+        numbers = subprocess.run(
+            ["git", "apply", "--numstat", str(exercise / "solution.patch")], capture_output=True, text=True, check=True
+        ).stdout.split()
+        added, removed = sum(map(int, numbers[0::3])), sum(map(int, numbers[1::3]))
+        row = re.search(rf"^\| {int(exercise.name[:2])}\. [^|]+\| (\d+) added, (\d+) removed", table, re.MULTILINE)
+        assert row, f"exercises/README.md has no size row for {exercise.name}"
+        assert row.groups() == (str(added), str(removed)), f"{exercise.name}: {added} added, {removed} removed"
