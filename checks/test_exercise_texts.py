@@ -112,3 +112,20 @@ def test_the_sizes_table_gives_each_solution_as_it_is() -> None:
         row = re.search(rf"^\| {int(exercise.name[:2])}\. [^|]+\| (\d+) added, (\d+) removed", table, re.MULTILINE)
         assert row, f"exercises/README.md has no size row for {exercise.name}"
         assert row.groups() == (str(added), str(removed)), f"{exercise.name}: {added} added, {removed} removed"
+
+
+def test_every_solution_with_migrations_keeps_ids_the_same_way() -> None:
+    """Exercises 3, 4, 6 and 7 each ship migrations/env.py: its ids_never_reused must be the same in all of them."""
+    functions = {}
+    for exercise in EXERCISES:
+        patch = (exercise / "solution.patch").read_text()
+        if "+++ b/migrations/env.py" not in patch:
+            continue
+        env = patch.split("+++ b/migrations/env.py", 1)[1].split("\ndiff --git", 1)[0]
+        source = "\n".join(line[1:] for line in env.splitlines() if line.startswith("+"))
+        tree = ast.parse(source)
+        found = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "ids_never_reused"]
+        assert found, f"{exercise.name}: migrations/env.py has no ids_never_reused"
+        functions[exercise.name] = ast.get_source_segment(source, found[0])
+    assert len(functions) >= 4, functions.keys()
+    assert len(set(functions.values())) == 1, f"ids_never_reused differs between {sorted(functions)}"
