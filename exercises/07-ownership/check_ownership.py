@@ -5,8 +5,8 @@ log in as the goal of exercise 2 says (POST /users, then POST /token); the migra
 exercise 3 set it up, on a database of the checker's own (a new SQLite file, or the server TEST_DATABASE_URL names).
 """
 
-import ast
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +22,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 NO_TOKEN = {"Authorization": ""}  # replaces whatever token the client fixture sends
 PASSWORD = "correct horse battery"
@@ -409,17 +410,26 @@ async def test_a_deleted_books_id_is_never_given_again_after_a_migration_round_t
 # --- The learner's own test -------------------------------------------------------------------------------------------
 
 
-def test_the_learners_suite_acts_as_two_users() -> None:
+def run_the_two_user_test(name: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
+    """Runs the learner's test with the plugin user_probe.py, which watches app.dependency_overrides."""
+    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "user_probe", f"test_main.py::{name}"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+
+def test_the_learners_suite_acts_as_two_users(tmp_path: Path) -> None:
     name = "test_only_the_owner_changes_or_deletes_a_book"
-    tree = ast.parse((ROOT / "test_main.py").read_text())
-    tests = [node for node in ast.walk(tree) if isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef)]
-    test = next((node for node in tests if node.name == name), None)
-    assert test is not None, f"add {name} to test_main.py (see the goal)"
-    target = "main.app.dependency_overrides[main.require_user]"
-    assigned = [ast.unparse(t) for node in ast.walk(test) if isinstance(node, ast.Assign) for t in node.targets]
-    assert assigned.count(target) >= 2, f"{name}: set {target} once for each of the two users, as the goal says"
-    statuses = [node.value for node in ast.walk(test) if isinstance(node, ast.Constant) and node.value == 403]
-    assert statuses, f"{name}: expect the 403 that the second user gets"
-    command = [sys.executable, "-m", "pytest", "-q", f"test_main.py::{name}"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = run_the_two_user_test(name, tmp_path / "report.json", ignore_overrides=False)
+    assert "not found" not in result.stdout + result.stderr, f"add {name} to test_main.py (see the goal)"
     assert result.returncode == 0, f"{name} fails:\n{result.stdout[-2000:]}"
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["require_user_replaced"] >= 2, (
+        f"{name} passes, but replaces main.require_user in main.app.dependency_overrides"
+        f" {report['require_user_replaced']} time(s): set it once for each of the two users (see the goal)"
+    )
+    still_passes = run_the_two_user_test(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
+    assert not still_passes, (
+        f"{name} passes even when its replacements of require_user do nothing, so it does not test who may write:"
+        ' send the writes with an empty Authorization header (headers={"Authorization": ""}) and expect the 403s'
+    )
