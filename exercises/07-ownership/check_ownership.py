@@ -399,7 +399,17 @@ async def test_a_deleted_books_id_is_never_given_again_after_a_migration_round_t
     alembic("downgrade", first)
     alembic("upgrade", "head")
     async with the_api() as client:
-        again = await new_book(client, await log_in_as(client, "ada_again"))
+        mallory = await log_in_as(client, "mallory")
+        again = await new_book(client, mallory)
+        still_ada = await client.post("/books", json=HOBBIT | {"title": "Ada's"}, headers=ada.headers)
+    assert mallory.id != ada.id, (
+        f"after alembic downgrade {first} and upgrade head, a new user got id {mallory.id}, ada's: ada's token, still"
+        " valid, now names that user. A migration round trip must keep the users (and so their ids): make the"
+        " downgrade of the migration that makes users keep the table (see the goal)"
+    )
+    assert still_ada.status_code == 201 and still_ada.json().get("owner_id") == ada.id, (
+        f"ada's token from before the round trip should still write as ada: {still_ada.status_code} {still_ada.text}"
+    )
     assert again["id"] > ids[-1], (
         f"book {ids[-1]} was deleted, and after alembic downgrade {first} and upgrade head a new book got id"
         f" {again['id']}: on SQLite a batch migration copies the table, whose AUTOINCREMENT sequence restarts at the"
