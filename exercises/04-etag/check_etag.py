@@ -201,6 +201,23 @@ async def test_a_tag_this_api_never_sends_matches_nothing(client: AsyncClient) -
     assert (await client.get(url)).json()["year"] == 1937, "nothing changed"
 
 
+async def test_an_if_match_that_does_not_parse_as_a_whole_matches_nothing(client: AsyncClient) -> None:
+    url = await new_book(client)  # version 1
+    for header in [
+        b'"x,"1"',  # one well-formed tag, "x," (a tag may hold a comma), then 1" which is not one
+        b'\xa0"1"\xa0',  # NO-BREAK SPACE around the tag: only spaces and tabs may surround a list's members
+        b"\xa0*",
+        b'"1", *',  # * stands alone: in a list it is not a tag
+    ]:
+        response = await client.patch(url, json={"year": 2000}, headers={"If-Match": header})
+        assert response.status_code == 412, (
+            f"If-Match: {header.decode('latin-1')!r} answered {response.status_code}: a header that does not follow"
+            " RFC 9110's grammar as a whole (tags in double quotes, which may hold commas, separated by commas with"
+            " only spaces or tabs around them) matches nothing, so it is a 412"
+        )
+    assert (await client.get(url)).json()["year"] == 1937, "after a 412 the book is as it was"
+
+
 async def test_an_empty_patch_keeps_the_version_but_checks_if_match(client: AsyncClient) -> None:
     url = await new_book(client)
     assert (await patch(client, url, '"1"')).status_code == 200, "PATCH {} with the current ETag is fine"
