@@ -1,8 +1,8 @@
-"""A pytest plugin that check_jwt.py loads to watch the learner's fake-user test; not a test itself.
+"""A pytest plugin that check_jwt.py and exercise 7's check_ownership.py load to watch a learner's test; not a test.
 
-It watches `main.app.dependency_overrides` while the test runs: it writes to the JSON file PROBE_REPORT whether the
-test replaced `main.require_user` there (however it did: an assignment, `monkeypatch.setitem`, `update`, a new dict),
-and with PROBE_IGNORE_OVERRIDES=1 it ignores every replacement, so that the test must then fail.
+It watches `main.app.dependency_overrides` while the test runs: it writes to the JSON file PROBE_REPORT how many
+times the test replaced `main.require_user` there (however it did: an assignment, `monkeypatch.setitem`, `update`, a
+new dict), and with PROBE_IGNORE_OVERRIDES=1 it ignores every replacement, so that the test must then fail.
 """
 
 import json
@@ -49,6 +49,6 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     import main
 
     require_user = getattr(main, "require_user", None)
-    report = {"replaced_require_user": require_user is not None and any(key is require_user for key in replaced)}
+    report = {"require_user_replaced": sum(require_user is not None and key is require_user for key in replaced)}
     with open(os.environ["PROBE_REPORT"], "w") as file:
         json.dump(report, file)

@@ -24,6 +24,7 @@ import main
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+PROBE_FOLDER = HERE.parent / "02-jwt"  # exercise 2: its fake_user_probe.py watches a test's dependency_overrides
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 NO_TOKEN = {"Authorization": ""}  # replaces whatever token the client fixture sends
 PASSWORD = "correct horse battery"
@@ -421,10 +422,10 @@ async def test_a_deleted_books_id_is_never_given_again_after_a_migration_round_t
 
 
 def run_the_two_user_test(name: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
-    """Runs the learner's test with the plugin user_probe.py, which watches app.dependency_overrides."""
-    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    """Runs the learner's test with exercise 2's plugin fake_user_probe.py, which watches app.dependency_overrides."""
+    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(PROBE_FOLDER), str(ROOT)])}
     env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "user_probe", f"test_main.py::{name}"]
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "fake_user_probe", f"test_main.py::{name}"]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
 
 
