@@ -129,3 +129,36 @@ def test_every_solution_with_migrations_keeps_ids_the_same_way() -> None:
         functions[exercise.name] = ast.get_source_segment(source, found[0])
     assert len(functions) >= 4, functions.keys()
     assert len(set(functions.values())) == 1, f"ids_never_reused differs between {sorted(functions)}"
+
+
+def test_the_checkers_starting_tables_are_the_starting_main_pys() -> None:
+    """Checkers of exercises that migrate keep the books table as the starting main.py makes it (STARTING_BOOKS),
+    to build the databases a learner already has. A change to BookModel must be carried into them: this says where."""
+    import sqlalchemy
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateIndex, CreateTable
+
+    import main
+
+    def ddl(table: sqlalchemy.Table, dialect: sqlalchemy.Dialect) -> list[str]:
+        statements = [CreateTable(table), *(CreateIndex(index) for index in table.indexes)]
+        return sorted(str(statement.compile(dialect=dialect)).replace(" IF NOT EXISTS", "") for statement in statements)
+
+    checked = 0
+    for checker in (path for exercise in EXERCISES for path in exercise.glob("check_*.py")):
+        source = checker.read_text()
+        names = {"STARTING", "STARTING_BOOKS"}
+        found = [
+            node
+            for node in ast.parse(source).body
+            if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) in names
+        ]
+        if len(found) < 2:
+            continue
+        namespace: dict[str, object] = {name: getattr(sqlalchemy, name) for name in dir(sqlalchemy)}
+        exec("\n".join(str(ast.get_source_segment(source, node)) for node in found), namespace)
+        for dialect in (sqlite.dialect(), postgresql.dialect()):
+            frozen = ddl(namespace["STARTING_BOOKS"], dialect)  # type: ignore[arg-type]
+            assert frozen == ddl(main.BookModel.__table__, dialect), f"{checker.parent.name}: STARTING_BOOKS differs"
+        checked += 1
+    assert checked >= 3, "the rule found fewer checkers with STARTING_BOOKS than exercises 3, 4 and 7"
