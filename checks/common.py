@@ -121,6 +121,9 @@ class Server:
     def server_errors_logged(self) -> int:
         return Path(self.log.name).read_text(errors="replace").count("Traceback")
 
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(Path(self.log.name).read_text(errors="replace").splitlines()[-lines:])
+
     def __enter__(self) -> "Server":
         return self.start()
 

@@ -30,14 +30,20 @@ class Tally:
         self.writes = 0
         self.unexpected: list[str] = []
 
-    def note(self, response: httpx.Response, expected: set[int], write: bool = True) -> httpx.Response:
-        self.statuses[response.status_code] += 1
+    async def request(
+        self, client: httpx.AsyncClient, method: str, url: str, expected: set[int], write: bool = True, **kw: Any
+    ) -> httpx.Response | None:
+        """Sends one request and notes its status; a connection that broke is noted too, and gives None."""
         self.writes += write
+        try:
+            response = await client.request(method, url, **kw)
+        except httpx.TransportError as error:  # the server died or hung up: a failure to report, not a traceback
+            self.statuses[0] += 1
+            self.unexpected.append(f"{method} {url} -> no response: {type(error).__name__} {error}")
+            return None
+        self.statuses[response.status_code] += 1
         if response.status_code not in expected:
-            request = response.request
-            self.unexpected.append(
-                f"{request.method} {request.url.path} -> {response.status_code} {response.text[:200]}"
-            )
+            self.unexpected.append(f"{method} {url} -> {response.status_code} {response.text[:200]}")
         return response
 
 
@@ -50,8 +56,8 @@ async def create_while_reading(client: httpx.AsyncClient, args: argparse.Namespa
             body = {"title": f"Book {n}-{i}", "author": f"Author {n % 7}", "year": 1900 + i}
             if i % 2:
                 body["isbn"] = isbn13(n * 1000 + i)
-            response = tally.note(await client.post("/books", json=body), {201})
-            if response.status_code == 201:
+            response = await tally.request(client, "POST", "/books", {201}, json=body)
+            if response is not None and response.status_code == 201:
                 acknowledged[response.json()["id"]] = response.json()
 
     async def reader() -> None:
@@ -59,10 +65,10 @@ async def create_while_reading(client: httpx.AsyncClient, args: argparse.Namespa
             if not creating:
                 return
             if acknowledged and random.random() < 0.5:
-                tally.note(await client.get(f"/books/{random.choice(list(acknowledged))}"), {200}, write=False)
+                await tally.request(client, "GET", f"/books/{random.choice(list(acknowledged))}", {200}, write=False)
             else:
                 params = {"offset": random.randrange(200), "q": random.choice(["", "book 1", "AUTHOR 3"])}
-                tally.note(await client.get("/books", params=params), {200}, write=False)
+                await tally.request(client, "GET", "/books", {200}, write=False, params=params)
 
     readers = [asyncio.create_task(reader()) for _ in range(max(1, args.clients // 4))]
     await asyncio.gather(*(creator(n) for n in range(args.clients)))
@@ -83,14 +89,14 @@ async def update_and_delete(
             fields = {"title": random.choice(TITLES), "author": random.choice(AUTHORS), "year": random.randint(1, 9)}
             action = random.choices(["PATCH", "PUT", "DELETE"], weights=[20, 20, 1])[0]
             if action == "DELETE":
-                response = tally.note(await client.delete(f"/books/{book_id}"), {204, 404})
-                if response.status_code == 204:
+                response = await tally.request(client, "DELETE", f"/books/{book_id}", {204, 404})
+                if response is not None and response.status_code == 204:
                     deleted.add(book_id)
                 continue
             if action == "PUT":
                 fields["isbn"] = shared[book_id]["isbn"]
-            response = tally.note(await client.request(action, f"/books/{book_id}", json=fields), {200, 404})
-            if response.status_code == 200:
+            response = await tally.request(client, action, f"/books/{book_id}", {200, 404}, json=fields)
+            if response is not None and response.status_code == 200:
                 updates[book_id].append(response.json())
 
     await asyncio.gather(*(worker() for _ in range(args.clients)))
@@ -103,10 +109,10 @@ async def contest_isbns(client: httpx.AsyncClient, args: argparse.Namespace, tal
     for k in range(args.contested):
         isbn = isbn13(10**7 + k)
         body = {"title": f"Contested {k}", "author": "Many Clients", "year": 2000, "isbn": isbn}
-        responses = await asyncio.gather(*(client.post("/books", json=body) for _ in range(16)))
-        for response in responses:
-            tally.note(response, {201, 409})
-        won += [r.status_code for r in responses].count(201) == 1
+        responses = await asyncio.gather(
+            *(tally.request(client, "POST", "/books", {201, 409}, json=body) for _ in range(16))
+        )
+        won += [r and r.status_code for r in responses].count(201) == 1
     return args.contested, won
 
 
@@ -115,7 +121,11 @@ async def count_lost(
 ) -> tuple[int, list[str]]:
     lost: list[str] = []
     for book_id, book in created.items():
-        response = await client.get(f"/books/{book_id}")
+        try:
+            response = await client.get(f"/books/{book_id}")
+        except httpx.TransportError as error:
+            lost.append(f"book {book_id}: no answer ({type(error).__name__} {error})")
+            continue
         if book_id in deleted:
             if response.status_code != 404:
                 lost.append(f"book {book_id}: deleted (204) but still there")
@@ -131,7 +141,9 @@ async def count_lost(
 
 async def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
     tally = Tally()
-    limits = httpx.Limits(max_connections=args.clients + args.clients // 4)
+    # keepalive_expiry below uvicorn's --timeout-keep-alive (5 s): a connection idle that long is dropped by the client
+    # before the server may close it, so that no request goes out on a connection at the moment the server closes it
+    limits = httpx.Limits(max_connections=args.clients + args.clients // 4, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
         created = await create_while_reading(client, args, tally)
         shared = dict(sorted(created.items())[: args.shared])
@@ -148,6 +160,7 @@ async def run(args: argparse.Namespace, base_url: str) -> dict[str, Any]:
         "2xx": ok2xx,
         "5xx": errors5xx,
         "unexpected": len(tally.unexpected),
+        "no_response": tally.statuses.pop(0, 0),
         "lost": lost,
         "contested_isbns": contested,
         "one_201_each": won,
@@ -175,6 +188,7 @@ def main() -> int:
         except TimeoutError:
             return summary(f"concurrency {backend} workers={args.workers}", False, {"timeout_s": args.timeout})
         figures["server_tracebacks"] = server.server_errors_logged()
+        log_tail = server.log_tail()
     figures["seconds"] = round(time.monotonic() - started, 1)
     ok = (
         figures["5xx"] == 0
@@ -183,6 +197,8 @@ def main() -> int:
         and figures["one_201_each"] == figures["contested_isbns"]
         and figures["server_tracebacks"] == 0
     )
+    if not ok:
+        print(f"the server's log ends:\n{log_tail}")
     return summary(f"concurrency {backend} workers={args.workers}", ok, figures)
 
 
