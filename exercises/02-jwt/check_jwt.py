@@ -9,23 +9,19 @@ import datetime
 import itertools
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 import unicodedata
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fake_user_probe import run_with_probe
 from httpx import AsyncClient, Response
 from sqlalchemy import text
 
 import main
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
 ADA = {"username": "ada", "password": "correct horse battery"}
 WRONG = {"username": "ada", "password": "not the password"}
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
@@ -289,17 +285,9 @@ async def test_the_documentation_lists_every_answer(client: AsyncClient) -> None
     assert not paths["/books"]["get"].get("security"), "GET /books needs no token: no security requirement"
 
 
-def run_the_fake_user_test(name: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
-    """Runs the learner's test with the plugin fake_user_probe.py, which watches app.dependency_overrides."""
-    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
-    env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "fake_user_probe", f"test_main.py::{name}"]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-
-
 def test_the_learners_suite_has_a_fake_user_test_that_passes(tmp_path: Path) -> None:
     name = "test_a_fake_user_can_write_without_a_token"
-    result = run_the_fake_user_test(name, tmp_path / "report.json", ignore_overrides=False)
+    result = run_with_probe(name, tmp_path / "report.json", ignore_overrides=False)
     assert "not found" not in result.stdout + result.stderr, f"add {name} to test_main.py (see the goal)"
     assert result.returncode == 0, f"{name} fails:\n{result.stdout[-2000:]}"
     report = json.loads((tmp_path / "report.json").read_text())
@@ -307,7 +295,7 @@ def test_the_learners_suite_has_a_fake_user_test_that_passes(tmp_path: Path) -> 
         f"{name} passes, but never replaces main.require_user in main.app.dependency_overrides: make it return a "
         "user there (see the goal)"
     )
-    still_passes = run_the_fake_user_test(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
+    still_passes = run_with_probe(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
     assert not still_passes, (
         f"{name} passes even when its replacement of require_user does nothing, so it does not test it: write "
         'with an empty Authorization header (headers={"Authorization": ""}), then expect the 201'

@@ -7,10 +7,25 @@ new dict), and with PROBE_IGNORE_OVERRIDES=1 it ignores every replacement, so th
 
 import json
 import os
+import subprocess
+import sys
 from collections import UserDict
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+
+
+def run_with_probe(test: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
+    """What the checkers call: runs the learner's test (a name in test_main.py) in a new pytest, with this plugin."""
+    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(HERE), str(ROOT)])}
+    env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "fake_user_probe", f"test_main.py::{test}"]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
 
 replaced: list[Any] = []  # every dependency the test replaced
 

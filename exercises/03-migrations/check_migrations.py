@@ -4,38 +4,17 @@ Each test checks one line of the goal in exercises/03-migrations/README.md, and 
 `alembic` itself, on a database of its own (a new SQLite file, or the PostgreSQL server that TEST_DATABASE_URL names).
 """
 
-import asyncio
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, inspect, make_url, select
+from httpx import AsyncClient
+from migration_tools import ROOT, STARTING, STARTING_BOOKS, empty_database, run_alembic, the_api
+from sqlalchemy import insert, inspect, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
 
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-# The books table as the starting main.py makes it (with create_all), before migrations.
-STARTING = MetaData()
-STARTING_BOOKS = Table(
-    "books",
-    STARTING,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("title", String(200), nullable=False),
-    Column("author", String(100), nullable=False),
-    Column("year", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
-    Column("isbn", String(13), unique=True),
-    Column("title_folded", String, nullable=False, index=True),
-    Column("author_folded", String, nullable=False, index=True),
-    sqlite_autoincrement=True,
-)
 OLD_BOOKS = [
     {"title": "Emma", "author": "Jane Austen", "year": 1815, "isbn": None},
     {"title": "Dune", "author": "Frank Herbert", "year": 1965, "isbn": "9780441172719"},
@@ -45,9 +24,7 @@ OLD_BOOKS = [
 
 def alembic(*arguments: str) -> None:
     """Run `alembic ...` in the top folder, on the database main.py uses, as a learner would."""
-    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
-    command = [sys.executable, "-m", "alembic", *arguments]
-    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    result = run_alembic(*arguments)
     said = (result.stdout + result.stderr)[-1500:]
     if "No module named alembic" in result.stderr:
         pytest.fail("Alembic is not installed: add it to requirements.txt, then pip install -r requirements.txt")
@@ -55,21 +32,6 @@ def alembic(*arguments: str) -> None:
         f"`alembic {' '.join(arguments)}` failed. Is Alembic set up as the goal says (its settings in pyproject.toml,"
         f" migrations/env.py using main.DATABASE_URL and main.Base.metadata)?\n{said}"
     )
-
-
-async def empty_database() -> None:
-    """Drop everything in the database main.py uses: a new, empty database."""
-    await main.engine.dispose()
-    url = make_url(main.DATABASE_URL)
-    if url.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            await asyncio.to_thread(Path(f"{url.database}{suffix}").unlink, missing_ok=True)
-        return
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        await connection.exec_driver_sql("CREATE SCHEMA public")
-    await engine.dispose()
 
 
 async def database_as_the_starting_code_left_it() -> None:
@@ -110,16 +72,6 @@ def first_revision() -> str:
     base = ScriptDirectory.from_config(Config(toml_file=ROOT / "pyproject.toml")).get_base()
     assert base, "no first migration (one with down_revision None): see the goal"
     return base
-
-
-@asynccontextmanager
-async def the_api() -> AsyncIterator[AsyncClient]:
-    """The app with its start-up and shutdown (main.py's own lifespan), and a client that sends it requests."""
-    async with (
-        main.app.router.lifespan_context(main.app),
-        AsyncClient(transport=ASGITransport(main.app), base_url="http://test") as client,
-    ):
-        yield client
 
 
 @pytest.fixture

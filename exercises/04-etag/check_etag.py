@@ -4,22 +4,20 @@ Each test checks one line of the goal in exercises/04-etag/README.md, and says w
 """
 
 import asyncio
-import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from httpx import ASGITransport, AsyncClient, Response
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, make_url
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
 
-ROOT = Path(__file__).resolve().parent.parent.parent
+sys.path.append(str(Path(__file__).resolve().parent.parent / "03-migrations"))  # this exercise builds on exercise 3
+from migration_tools import ROOT, STARTING, STARTING_BOOKS, empty_database, run_alembic, the_api
+
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 
 
@@ -227,43 +225,7 @@ async def test_an_empty_patch_keeps_the_version_but_checks_if_match(client: Asyn
 
 # --- The migrations: a database that already has books ------------------------------------------------------------
 
-STARTING = MetaData()  # the books table as the starting main.py makes it
-STARTING_BOOKS = Table(
-    "books",
-    STARTING,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("title", String(200), nullable=False),
-    Column("author", String(100), nullable=False),
-    Column("year", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
-    Column("isbn", String(13), unique=True),
-    Column("title_folded", String, nullable=False, index=True),
-    Column("author_folded", String, nullable=False, index=True),
-    sqlite_autoincrement=True,
-)
 DO_EXERCISE_3 = "do exercise 3 (migrations) first: this exercise adds a third migration to its two"
-
-
-async def empty_database() -> None:
-    await main.engine.dispose()
-    url = make_url(main.DATABASE_URL)
-    if url.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            await asyncio.to_thread(Path(f"{url.database}{suffix}").unlink, missing_ok=True)
-        return
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        await connection.exec_driver_sql("CREATE SCHEMA public")
-    await engine.dispose()
-
-
-@asynccontextmanager
-async def api() -> AsyncIterator[AsyncClient]:
-    """The app on the database as it is (its start-up runs the migrations), answering 500 rather than raising."""
-    await main.engine.dispose()
-    transport = ASGITransport(main.app, raise_app_exceptions=False)
-    async with main.app.router.lifespan_context(main.app), AsyncClient(transport=transport, base_url="http://x") as c:
-        yield c
 
 
 def first_revision() -> str:
@@ -282,11 +244,7 @@ def first_revision() -> str:
 async def alembic(*arguments: str) -> None:
     """Run `python -m alembic ...` in the top folder, on the database main.py uses, as a learner would."""
     first_revision()  # fails, saying what to do, if Alembic is not set up
-    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
-    command = [sys.executable, "-m", "alembic", *arguments]
-    result = await asyncio.to_thread(
-        subprocess.run, command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120
-    )
+    result = await asyncio.to_thread(run_alembic, *arguments)
     if result.returncode != 0:
         said = (result.stdout + result.stderr)[-1500:]
         pytest.fail(
@@ -305,7 +263,7 @@ async def test_alembic_upgrade_head_gives_the_books_already_there_version_1() ->
     await engine.dispose()
     await alembic("upgrade", "head")
     try:
-        async with api() as client:
+        async with the_api(raise_app_exceptions=False) as client:
             listed = await client.get("/books")
             read = await client.get("/books/1")
             written = await patch(client, "/books/1", '"1"', year=1938)
@@ -328,13 +286,13 @@ async def test_alembic_upgrade_head_gives_the_books_already_there_version_1() ->
 async def test_a_deleted_books_id_is_never_given_again_after_a_round_trip_of_the_migrations() -> None:
     await empty_database()
     try:
-        async with api() as client:
+        async with the_api(raise_app_exceptions=False) as client:
             ids = [int((await new_book(client)).rsplit("/", 1)[1]) for _ in range(3)]
             assert (await client.delete(f"/books/{ids[-1]}")).status_code == 204, "DELETE the third book"
         first = first_revision()
         await alembic("downgrade", first)
         await alembic("upgrade", "head")
-        async with api() as client:
+        async with the_api(raise_app_exceptions=False) as client:
             created = await client.post("/books", json=HOBBIT)
             kept = [book["id"] for book in (await client.get("/books")).json()]
     finally:

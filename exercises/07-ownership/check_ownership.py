@@ -7,24 +7,23 @@ exercise 3 set it up, on a database of the checker's own (a new SQLite file, or 
 
 import asyncio
 import json
-import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx import ASGITransport, AsyncClient, Response
-from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, make_url, text
+from httpx import AsyncClient, Response
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import main
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-PROBE_FOLDER = HERE.parent / "02-jwt"  # exercise 2: its fake_user_probe.py watches a test's dependency_overrides
+# This exercise builds on exercises 2 and 3, and its checker on theirs: it loads a helper of each
+sys.path.extend(str(Path(__file__).resolve().parent.parent / name) for name in ("02-jwt", "03-migrations"))
+from fake_user_probe import run_with_probe  # watches a test's dependency_overrides
+from migration_tools import ROOT, STARTING, STARTING_BOOKS, empty_database, run_alembic, the_api
+
 HOBBIT = {"title": "The Hobbit", "author": "J. R. R. Tolkien", "year": 1937}
 NO_TOKEN = {"Authorization": ""}  # replaces whatever token the client fixture sends
 PASSWORD = "correct horse battery"
@@ -240,19 +239,6 @@ async def test_the_documentation_lists_the_403_of_each_write(client: AsyncClient
 
 # --- The migrations: databases that already have books ----------------------------------------------------------------
 
-STARTING = MetaData()  # the books table as the starting main.py makes it
-STARTING_BOOKS = Table(
-    "books",
-    STARTING,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("title", String(200), nullable=False),
-    Column("author", String(100), nullable=False),
-    Column("year", BigInteger().with_variant(Integer, "sqlite"), nullable=False, index=True),
-    Column("isbn", String(13), unique=True),
-    Column("title_folded", String, nullable=False, index=True),
-    Column("author_folded", String, nullable=False, index=True),
-    sqlite_autoincrement=True,
-)
 EXERCISE_2 = MetaData()  # and the users table, as exercise 2's main.py makes it, with create_all
 EXERCISE_2_USERS = Table(
     "users",
@@ -282,25 +268,9 @@ def alembic_config() -> Any:
 def alembic(*arguments: str, advice: str = "") -> None:
     """Run `alembic ...` in the top folder, on the database main.py uses, as a learner would."""
     alembic_config()
-    environment = {**os.environ, "DATABASE_URL": main.DATABASE_URL}
-    command = [sys.executable, "-m", "alembic", *arguments]
-    result = subprocess.run(command, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=120)
+    result = run_alembic(*arguments)
     said = (result.stdout + result.stderr)[-1500:]
     assert result.returncode == 0, f"`alembic {' '.join(arguments)}` failed{advice}. It said:\n{said}"
-
-
-async def empty_database() -> None:
-    await main.engine.dispose()
-    url = make_url(main.DATABASE_URL)
-    if url.get_backend_name() == "sqlite":
-        for suffix in ("", "-wal", "-shm"):
-            await asyncio.to_thread(Path(f"{url.database}{suffix}").unlink, missing_ok=True)
-        return
-    engine = create_async_engine(url)
-    async with engine.begin() as connection:
-        await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
-        await connection.exec_driver_sql("CREATE SCHEMA public")
-    await engine.dispose()
 
 
 async def old_database(*tables: MetaData) -> None:
@@ -330,16 +300,6 @@ async def differences_from_the_models() -> list[Any]:
         )
     await engine.dispose()
     return found
-
-
-@asynccontextmanager
-async def the_api() -> AsyncIterator[AsyncClient]:
-    """The app on the database as it is now (its start-up runs the migrations, which find nothing left to do)."""
-    async with (
-        main.app.router.lifespan_context(main.app),
-        AsyncClient(transport=ASGITransport(main.app), base_url="http://x") as client,
-    ):
-        yield client
 
 
 @pytest.fixture
@@ -421,17 +381,9 @@ async def test_a_deleted_books_id_is_never_given_again_after_a_migration_round_t
 # --- The learner's own test -------------------------------------------------------------------------------------------
 
 
-def run_the_two_user_test(name: str, report: Path, ignore_overrides: bool) -> subprocess.CompletedProcess[str]:
-    """Runs the learner's test with exercise 2's plugin fake_user_probe.py, which watches app.dependency_overrides."""
-    env = os.environ | {"PROBE_REPORT": str(report), "PYTHONPATH": os.pathsep.join([str(PROBE_FOLDER), str(ROOT)])}
-    env |= {"PROBE_IGNORE_OVERRIDES": "1"} if ignore_overrides else {}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "fake_user_probe", f"test_main.py::{name}"]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
-
-
 def test_the_learners_suite_acts_as_two_users(tmp_path: Path) -> None:
     name = "test_only_the_owner_changes_or_deletes_a_book"
-    result = run_the_two_user_test(name, tmp_path / "report.json", ignore_overrides=False)
+    result = run_with_probe(name, tmp_path / "report.json", ignore_overrides=False)
     assert "not found" not in result.stdout + result.stderr, f"add {name} to test_main.py (see the goal)"
     assert result.returncode == 0, f"{name} fails:\n{result.stdout[-2000:]}"
     report = json.loads((tmp_path / "report.json").read_text())
@@ -439,7 +391,7 @@ def test_the_learners_suite_acts_as_two_users(tmp_path: Path) -> None:
         f"{name} passes, but replaces main.require_user in main.app.dependency_overrides"
         f" {report['require_user_replaced']} time(s): set it once for each of the two users (see the goal)"
     )
-    still_passes = run_the_two_user_test(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
+    still_passes = run_with_probe(name, tmp_path / "ignored.json", ignore_overrides=True).returncode == 0
     assert not still_passes, (
         f"{name} passes even when its replacements of require_user do nothing, so it does not test who may write:"
         ' send the writes with an empty Authorization header (headers={"Authorization": ""}) and expect the 403s'
