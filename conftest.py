@@ -33,11 +33,11 @@ def pytest_configure() -> None:
         try:
             asyncio.run(on_the_server(f'CREATE DATABASE "{OWN_DATABASE}"'))
             MADE.append(OWN_DATABASE)
+        except ModuleNotFoundError as error:  # the URL's driver, e.g. asyncpg, is not installed
+            raise pytest.UsageError(
+                f"TEST_DATABASE_URL needs {error.name}: python -m pip install {error.name}"
+            ) from None
         except Exception as error:
-            if isinstance(error, ModuleNotFoundError):  # the URL's driver, e.g. asyncpg, is not installed
-                raise pytest.UsageError(
-                    f"TEST_DATABASE_URL needs {error.name}: python -m pip install {error.name}"
-                ) from None
             reason = getattr(error, "orig", None) or error  # the driver's own words, without SQLAlchemy's wrapping
             raise pytest.UsageError(
                 "The tests make a database of their own on the server that TEST_DATABASE_URL names, and could not "
